@@ -1,0 +1,224 @@
+"""Convert MobileOne checkpoints of other code bases to mobileone_mm's keys.
+
+The mapping is data: ``FORMATS`` holds, per source, rename rules for the
+top-level module (stem, stages, classifier) and for the inside of a block.
+``convert`` is a pure ``state_dict -> state_dict`` function; ``validate``
+proves the result loads strictly into the variant its shapes describe.
+"""
+import os
+import re
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from mobileone_mm.models.backbones.mobileone import MobileOne
+
+Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
+
+
+def _timm_stage(m: re.Match) -> str:
+    return f'backbone.stage{int(m[1]) + 1}.'
+
+
+FORMATS: Dict[str, Dict[str, List[Rule]]] = {
+    # apple/ml-mobileone: stage0 (stem), stage1..4, linear; mobileone_s*.pth.tar
+    'apple': dict(
+        root=[(r'^stage0\.', 'backbone.stem.'),
+              (r'^stage([1-4])\.', r'backbone.stage\1.'),
+              (r'^linear\.', 'head.fc.')],
+        block=[(r'\.rbr_conv\.', '.conv_kxk.'),
+               (r'\.rbr_scale\.', '.conv_scale.'),
+               (r'\.rbr_skip\.', '.identity.')]),
+    # mmpretrain's MobileOne inside an ImageClassifier.
+    'mmpretrain': dict(
+        root=[(r'^backbone\.stage0\.', 'backbone.stem.'),
+              (r'^backbone\.stage([1-4])\.', r'backbone.stage\1.'),
+              (r'^head\.fc\.', 'head.fc.')],
+        block=[(r'\.branch_conv_list\.(\d+)\.norm\.', r'.conv_kxk.\1.bn.'),
+               (r'\.branch_conv_list\.', '.conv_kxk.'),
+               (r'\.branch_scale\.norm\.', '.conv_scale.bn.'),
+               (r'\.branch_scale\.', '.conv_scale.'),
+               (r'\.branch_norm\.', '.identity.'),
+               (r'\.branch_reparam\.', '.reparam_conv.'),
+               (r'\.se\.conv1\.conv\.', '.se.reduce.'),
+               (r'\.se\.conv2\.conv\.', '.se.expand.')]),
+    # timm's byobnet mobileone_s*: stem, stages.0..3, head.fc
+    'timm': dict(
+        root=[(r'^stem\.', 'backbone.stem.'),
+              (r'^stages\.([0-3])\.', _timm_stage),
+              (r'^head\.fc\.', 'head.fc.')],
+        block=[(r'\.attn\.fc1\.', '.se.reduce.'),
+               (r'\.attn\.fc2\.', '.se.expand.')]),
+}
+# A key that identifies each format (checked in this order).
+SIGNATURES = [('mmpretrain', r'^backbone\.stage0\.'),
+              ('apple', r'^stage0\.(rbr_|reparam_conv)'),
+              ('timm', r'^stages?\.')]
+
+
+class ConversionError(ValueError):
+    """A checkpoint that cannot be converted; the message says why."""
+
+
+def unwrap(checkpoint: dict) -> Dict[str, Tensor]:
+    """The flat state dict inside a checkpoint (``state_dict``/``model``/
+    ``state_dict_ema`` wrappers and DataParallel's ``module.`` prefix)."""
+    sd = checkpoint
+    for key in ('state_dict', 'model', 'state_dict_ema'):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
+    if not isinstance(sd, dict) or not all(
+            isinstance(v, Tensor) for v in sd.values()) or not sd:
+        raise ConversionError('no state dict of tensors found in the file')
+    return {re.sub(r'^module\.', '', k): v for k, v in sd.items()}
+
+
+def detect_format(state_dict: Dict[str, Tensor]) -> str:
+    for name, pattern in SIGNATURES:
+        if any(re.search(pattern, k) for k in state_dict):
+            return name
+    if any(k.startswith('backbone.stem.') for k in state_dict):
+        raise ConversionError('the checkpoint already has mobileone_mm keys '
+                              '(backbone.stem.*): no conversion needed')
+    raise ConversionError(
+        'unrecognised checkpoint layout (first keys: '
+        f'{list(state_dict)[:3]}); pass --src-format apple|mmpretrain|timm')
+
+
+def _apply(rules: List[Rule], key: str) -> Optional[str]:
+    for pattern, repl in rules:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    return None
+
+
+def convert(state_dict: Dict[str, Tensor],
+            src_format: str) -> Dict[str, Tensor]:
+    """Rename every key of ``state_dict`` (a ``src_format`` checkpoint).
+
+    Raises:
+        ConversionError: naming the keys no rule maps.
+    """
+    if src_format not in FORMATS:
+        raise ConversionError(f'unknown source format {src_format!r}; '
+                              f'choose from {sorted(FORMATS)}')
+    table = FORMATS[src_format]
+    out, unmapped = {}, []
+    for key, value in state_dict.items():
+        new = _apply(table['root'], key)
+        if new is None:
+            unmapped.append(key)
+            continue
+        for pattern, repl in table['block']:
+            new = re.sub(pattern, repl, new)
+        out[new] = value
+    if unmapped:
+        raise ConversionError(
+            f'{len(unmapped)} keys are not {src_format} MobileOne keys: '
+            f'{unmapped[:5]}')
+    return out
+
+
+def _backbone_part(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    return {k[len('backbone.'):]: v for k, v in state_dict.items()
+            if k.startswith('backbone.')}
+
+
+def _mismatch(model_sd: dict, sd: dict) -> Tuple[list, list, list]:
+    missing = sorted(set(model_sd) - set(sd))
+    unexpected = sorted(set(sd) - set(model_sd))
+    wrong = sorted(k for k in set(sd) & set(model_sd)
+                   if tuple(sd[k].shape) != tuple(model_sd[k].shape))
+    return missing, unexpected, wrong
+
+
+def validate(state_dict: Dict[str, Tensor]) -> dict:
+    """Find the variant whose keys and shapes ``state_dict`` matches exactly.
+
+    Returns:
+        ``dict(arch=..., fused=..., num_classes=...)``.
+
+    Raises:
+        ConversionError: naming the missing/unexpected keys against the
+            closest variant.
+    """
+    backbone = _backbone_part(state_dict)
+    other = sorted(set(state_dict) - {f'backbone.{k}' for k in backbone}
+                   - {'head.fc.weight', 'head.fc.bias'})
+    if other:
+        raise ConversionError(f'unexpected keys outside backbone/head: '
+                              f'{other[:5]}')
+    fused = any('reparam_conv' in k for k in backbone)
+    best = None
+    for arch in MobileOne.arch_settings:
+        with torch.device('meta'):
+            model = MobileOne(arch, deploy=fused, init_cfg=None)
+        result = _mismatch(model.state_dict(), backbone)
+        score = sum(map(len, result))
+        if best is None or score < best[0]:
+            best = (score, arch, result, model)
+    score, arch, (missing, unexpected, wrong), _ = best
+    if score:
+        raise ConversionError(
+            f'does not load strictly into any MobileOne variant; closest is '
+            f'{arch} ({"fused" if fused else "unfused"}): missing keys '
+            f'{missing[:5]}{"..." if len(missing) > 5 else ""} '
+            f'({len(missing)}), unexpected keys {unexpected[:5]} '
+            f'({len(unexpected)}), shape mismatches {wrong[:5]} ({len(wrong)})')
+    # A real strict load, not only a key/shape comparison.
+    model = MobileOne(arch, deploy=fused, init_cfg=None)
+    model.load_state_dict(backbone, strict=True)
+    num_classes = None
+    if 'head.fc.weight' in state_dict:
+        w = state_dict['head.fc.weight']
+        if w.ndim != 2 or w.shape[1] != model.arch['widths'][-1]:
+            raise ConversionError(
+                f'head.fc.weight has shape {tuple(w.shape)}, expected '
+                f'(num_classes, {model.arch["widths"][-1]}) for {arch}')
+        num_classes = int(w.shape[0])
+    return dict(arch=arch, fused=fused, num_classes=num_classes)
+
+
+def load_file(path: str) -> dict:
+    """Read a checkpoint (``torch.save`` file or ``.safetensors``)."""
+    if not os.path.isfile(path):
+        raise ConversionError(f'{path}: no such file')
+    try:
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file as load_safetensors
+            return load_safetensors(path, device='cpu')
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # any reader error means: not a checkpoint
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        raise ConversionError(f'{path}: cannot read as a checkpoint '
+                              f'({type(err).__name__}: {first[:200]})')
+
+
+def convert_file(src: str, dst: str,
+                 src_format: Optional[str] = None) -> dict:
+    """Convert ``src`` to an mmengine checkpoint at ``dst``.
+
+    Nothing is written unless the result validates; ``src`` is never
+    overwritten.
+
+    Returns:
+        The checkpoint's ``meta``.
+    """
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise ConversionError(f'refusing to overwrite the input {src}; '
+                              'choose another DST')
+    state_dict = unwrap(load_file(src))
+    src_format = src_format or detect_format(state_dict)
+    converted = convert(state_dict, src_format)
+    info = validate(converted)
+    from mobileone_mm import __version__
+    meta = dict(src=os.path.basename(src), src_format=src_format,
+                mobileone_mm_version=__version__, **info)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = f'{dst}.tmp{os.getpid()}'
+    torch.save(dict(state_dict=converted, meta=meta), tmp)
+    os.replace(tmp, dst)
+    return meta

@@ -1,0 +1,6 @@
+from .analysis import (count_macs, count_params, latency_stats,
+                       measure_latency, torch_latency)
+from .reparameterize import count_unfused, reparameterize
+
+__all__ = ['count_macs', 'count_params', 'count_unfused', 'latency_stats',
+           'measure_latency', 'reparameterize', 'torch_latency']

@@ -1,0 +1,3 @@
+from .mobileone import MobileOne, MobileOneBlock, SqueezeExcite
+
+__all__ = ['MobileOne', 'MobileOneBlock', 'SqueezeExcite']

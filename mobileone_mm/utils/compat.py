@@ -1,0 +1,37 @@
+"""Narrow fixes for known breakages of the tested stack (see STACK.md).
+
+Each fix is applied once at ``import mobileone_mm`` and is covered by a test in
+``tests/test_utils/test_compat.py``.
+"""
+import numpy as np
+import torch
+
+
+def _safe_checkpoint_globals() -> list:
+    """The non-tensor types mmengine writes into its checkpoints.
+
+    A runner checkpoint holds numpy scalars/arrays (``meta``, the message
+    hub's ``HistoryBuffer``s) besides tensors; these are plain data, so
+    allow-listing them keeps ``weights_only=True`` (no arbitrary code).
+    """
+    from mmengine.logging import HistoryBuffer
+    multiarray = np.core.multiarray
+    allowed = [multiarray.scalar, multiarray._reconstruct, np.ndarray,
+               np.dtype, HistoryBuffer]
+    # numpy >= 1.25 pickles dtypes as instances of per-type classes.
+    allowed += [type(np.dtype(t)) for t in
+                (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                 np.uint16, np.uint32, np.uint64, np.float16, np.float32,
+                 np.float64, np.str_)]
+    return allowed
+
+
+def allow_mmengine_checkpoints() -> None:
+    # torch>=2.6 loads with weights_only=True: allow-list mmengine's safe types.
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:
+        add(_safe_checkpoint_globals())
+
+
+def apply_stack_fixes() -> None:
+    allow_mmengine_checkpoints()

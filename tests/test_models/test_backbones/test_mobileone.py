@@ -1,0 +1,265 @@
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mobileone_mm import reparameterize
+from mobileone_mm.models import MobileOne, MobileOneBlock
+from mobileone_mm.models.utils import fuse_conv_bn, identity_kernel
+
+from ...utils import classifier, randomize_bn
+
+VARIANTS = ['s0', 's1', 's2', 's3', 's4']
+WIDTHS = {
+    's0': (48, 48, 128, 256, 1024),
+    's1': (64, 96, 192, 512, 1280),
+    's2': (64, 96, 256, 640, 2048),
+    's3': (64, 128, 320, 768, 2048),
+    's4': (64, 192, 448, 896, 2048),
+}
+# ml-mobileone, fused with a 1000-class linear head (paper Table 8:
+# 2.1/4.8/7.8/10.1/14.8 M params, 275/825/1299/1896/2978 M MACs).
+OFFICIAL_PARAMS = {'s0': 2078504, 's1': 4764840, 's2': 7808168,
+                   's3': 10078312, 's4': 14838352}
+OFFICIAL_MMACS = {'s0': 275.1, 's1': 825.1, 's2': 1298.4, 's3': 1895.8,
+                  's4': 2979.3}
+
+
+@pytest.mark.parametrize('arch', VARIANTS)
+def test_stage_shapes_per_out_indices(arch):
+    model = MobileOne(arch, out_indices=(0, 1, 2, 3)).eval()
+    outs = model(torch.rand(1, 3, 64, 96))
+    assert len(outs) == 4
+    for i, out in enumerate(outs):
+        stride = 2**(i + 2)
+        assert out.shape == (1, WIDTHS[arch][i + 1], 64 // stride,
+                             96 // stride)
+    assert model.out_channels == list(WIDTHS[arch][1:])
+    assert model.stem.out_channels == WIDTHS[arch][0]
+
+    single = MobileOne(arch, out_indices=(1, -1)).eval()
+    outs = single(torch.rand(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [WIDTHS[arch][2], WIDTHS[arch][4]]
+    default = MobileOne(arch)
+    assert default.out_indices == (3, )
+
+
+@pytest.mark.parametrize('arch', VARIANTS)
+def test_structure_matches_paper(arch):
+    model = MobileOne(arch)
+    k = 4 if arch == 's0' else 1
+    stage_blocks = [getattr(model, f'stage{i}') for i in range(1, 5)]
+    assert [len(s) for s in stage_blocks] == [4, 16, 20, 2]  # pairs x 2
+    assert len(model.stem.conv_kxk) == 1  # ml-mobileone's stem: one branch
+    for stage in stage_blocks:
+        for block in stage:
+            assert len(block.conv_kxk) == k
+            assert (block.conv_scale is not None) == (block.kernel_size > 1)
+    dw = stage_blocks[0][0]
+    assert dw.groups == dw.in_channels and dw.kernel_size == 3
+    # the second depthwise block of stage 1 keeps its shape: identity branch
+    assert stage_blocks[0][2].identity is not None
+    assert stage_blocks[0][0].identity is None  # stride 2
+    se = [isinstance(b.se, nn.Module) and not isinstance(b.se, nn.Identity)
+          for s in stage_blocks for b in s]
+    if arch == 's4':
+        # last 5 pairs of stage 3 and the pair of stage 4
+        assert se == [False] * 4 + [False] * 16 + [False] * 10 + [True] * 10 + [True] * 2
+        assert stage_blocks[2][-1].se.reduce.out_channels == 896 // 16
+    else:
+        assert not any(se)
+
+
+@pytest.mark.parametrize('arch', VARIANTS)
+def test_fused_params_and_macs_match_official(arch):
+    model = classifier(MobileOne(arch, deploy=True), num_classes=1000).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == OFFICIAL_PARAMS[arch]
+    flops = FlopAnalyzer(model, torch.rand(1, 3, 224, 224))
+    flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    assert flops.total() / 1e6 == pytest.approx(OFFICIAL_MMACS[arch], abs=0.05)
+    # unfused == fused structure after switch_to_deploy
+    unfused = classifier(MobileOne(arch), num_classes=1000)
+    reparameterize(unfused, inplace=True)
+    assert sum(p.numel() for p in unfused.parameters()) == n_params
+
+
+@pytest.mark.parametrize('arch', VARIANTS)
+def test_fusion_is_exact_float64(arch):
+    torch.manual_seed(0)
+    model = MobileOne(arch, out_indices=(0, 1, 2, 3)).double().eval()
+    randomize_bn(model)
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        fused = reparameterize(model)
+        assert not model.is_fused and fused.is_fused  # inplace=False copies
+        out = fused(x)
+    for r, o in zip(ref, out):
+        assert o.dtype == torch.float64
+        torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-9 * r.abs().max().item())
+
+
+@pytest.mark.parametrize('norm_type', ['BN', 'SyncBN'])
+def test_fusion_exact_with_dilation_and_norm(norm_type):
+    torch.manual_seed(1)
+    model = MobileOne('s1', out_indices=(0, 1, 2, 3), strides=(2, 2, 1, 1),
+                      dilations=(1, 1, 2, 4),
+                      norm_cfg=dict(type=norm_type)).double().eval()
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()) == (
+        norm_type == 'SyncBN')
+    randomize_bn(model)
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        out = reparameterize(model)(x)
+    assert [o.shape[-1] for o in out] == [16, 8, 8, 8]  # output stride 8
+    for r, o in zip(ref, out):
+        torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-9 * r.abs().max().item())
+
+
+def test_fuse_conv_bn_formula():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(4).double().eval()
+    randomize_bn(bn)
+    w = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    fw, fb = fuse_conv_bn(w, bn)
+    sigma = (bn.running_var + bn.eps).sqrt()
+    torch.testing.assert_close(fw, w * (bn.weight / sigma).view(-1, 1, 1, 1))
+    torch.testing.assert_close(fb, bn.bias - bn.running_mean * bn.weight / sigma)
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    k = identity_kernel(4, 2, 3, like=w)
+    assert k.dtype == torch.float64 and k.sum() == 4
+    torch.testing.assert_close(nn.functional.conv2d(x, k, padding=1, groups=2), x)
+
+
+def test_switch_to_deploy_idempotent_and_keeps_dtype():
+    torch.manual_seed(0)
+    model = MobileOne('s0').eval()
+    randomize_bn(model)
+    model.half().float()  # exercise dtype casts before fusing
+    model.switch_to_deploy()
+    assert model.is_fused
+    state = copy.deepcopy(model.state_dict())
+    model.switch_to_deploy()
+    for block in model.blocks():
+        block.switch_to_deploy()
+    after = model.state_dict()
+    assert state.keys() == after.keys()
+    assert all(torch.equal(state[k], after[k]) for k in state)
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    half = MobileOne('s0').eval().to(torch.bfloat16)
+    half.switch_to_deploy()
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+
+
+def test_fused_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = MobileOne('s4', out_indices=(2, 3)).eval()
+    randomize_bn(model)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+    fused = reparameterize(model)
+    path = tmp_path / 'fused.pth'
+    torch.save({'state_dict': fused.state_dict()}, path)
+    deployed = MobileOne('s4', out_indices=(2, 3), deploy=True).eval()
+    assert deployed.is_fused
+    sd = torch.load(path, weights_only=True)['state_dict']
+    deployed.load_state_dict(sd, strict=True)
+    with torch.no_grad():
+        out = deployed(x)
+    for r, o in zip(ref, out):
+        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
+
+
+def test_reparameterize_whole_model_keeps_device_and_mode():
+    model = classifier(MobileOne('s0'), num_classes=10).eval()
+    fused = reparameterize(model)
+    assert fused is not model and not fused.training
+    assert all(b.is_fused for b in fused.modules()
+               if isinstance(b, MobileOneBlock))
+    assert reparameterize(model, inplace=True) is model
+
+
+@pytest.mark.parametrize('arch', ['s0', 's4'])
+def test_gradients_reach_every_parameter(arch):
+    model = MobileOne(arch, out_indices=(0, 1, 2, 3)).train()
+    outs = model(torch.rand(2, 3, 64, 64))
+    sum(o.mean() for o in outs).backward()
+    no_grad = [n for n, p in model.named_parameters()
+               if p.grad is None or not torch.any(p.grad != 0)]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2, 4])
+def test_frozen_stages(frozen_stages):
+    model = MobileOne('s0', frozen_stages=frozen_stages, out_indices=(3, ))
+    model.train()
+    frozen = ['stem'] + [f'stage{i}' for i in range(1, frozen_stages + 1)]
+    for name, module in model.named_children():
+        params = list(module.parameters())
+        if name in frozen:
+            assert not any(p.requires_grad for p in params)
+            assert not any(m.training for m in module.modules()
+                           if isinstance(m, _BatchNorm))
+        else:
+            assert all(p.requires_grad for p in params)
+            assert all(m.training for m in module.modules())
+    model.switch_to_deploy()  # new fused convs of frozen stages stay frozen
+    assert not any(p.requires_grad for p in model.stem.parameters())
+
+
+def test_norm_eval_keeps_running_stats():
+    model = MobileOne('s0', norm_eval=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and not any(bn.training for bn in bns)
+    before = bns[0].running_mean.clone()
+    model(torch.rand(2, 3, 32, 32) * 5)
+    assert torch.equal(bns[0].running_mean, before)
+    model_train = MobileOne('s0', norm_eval=False).train()
+    assert all(m.training for m in model_train.modules()
+               if isinstance(m, _BatchNorm))
+
+
+def test_arch_dict_and_bad_input():
+    arch = dict(num_blocks=(1, 1, 2, 1), widths=(16, 32, 64, 64),
+                num_conv_branches=(2, 1, 1, 3), num_se_blocks=(0, 0, 1, 1))
+    model = MobileOne(arch, out_indices=(0, 1, 2, 3)).eval()
+    assert [o.shape[1] for o in model(torch.rand(1, 3, 32, 32))] == [16, 32, 64, 64]
+    assert len(model.stage4[0].conv_kxk) == 3
+    assert not isinstance(model.stage3[1].se, nn.Identity)
+    assert isinstance(model.stage3[0].se, nn.Identity)
+
+    with pytest.raises(ValueError, match=r"s0.*s1.*s2.*s3.*s4"):
+        MobileOne('s9')
+    with pytest.raises(ValueError, match='missing'):
+        MobileOne(dict(num_blocks=(1, 1, 1, 1)))
+    with pytest.raises(ValueError, match=r'0\.\.3'):
+        MobileOne('s0', out_indices=(4, ))
+    with pytest.raises(ValueError, match=r'0\.\.3'):
+        MobileOne('s0', out_indices=(0, -5))
+    with pytest.raises(ValueError, match='strides'):
+        MobileOne('s0', strides=(2, 2, 2))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        MobileOne('s0', frozen_stages=5)
+
+
+def test_pretrained_init_cfg_with_prefix(tmp_path):
+    torch.manual_seed(0)
+    src = MobileOne('s0').eval()
+    randomize_bn(src)
+    path = tmp_path / 'cls.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in src.state_dict().items()},
+                'meta': {}}, path)
+    model = MobileOne('s0', init_cfg=dict(type='Pretrained',
+                                          checkpoint=str(path),
+                                          prefix='backbone.'))
+    model.init_weights()
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v)

@@ -1,0 +1,104 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mobileone_mm.apis import build_model, forward_tensors
+
+from ..utils import randomize_bn
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / 'tools' / 'reparameterize.py'
+
+HEADER = "custom_imports = dict(imports=['mobileone_mm'], allow_failed_imports=False)\n"
+CONFIGS = {
+    'classification': """
+        default_scope = 'mmpretrain'
+        model = dict(
+            type='ImageClassifier',
+            backbone=dict(type='mobileone_mm.MobileOne', arch='s0'),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=1024))
+        input_size = 64
+    """,
+    'segmentation': """
+        default_scope = 'mmseg'
+        model = dict(
+            type='EncoderDecoder',
+            data_preprocessor=dict(type='SegDataPreProcessor'),
+            backbone=dict(type='mobileone_mm.MobileOne', arch='s0',
+                          out_indices=(2, 3), strides=(2, 2, 1, 1),
+                          dilations=(1, 1, 2, 4)),
+            decode_head=dict(type='FCNHead', in_channels=1024, in_index=1,
+                             channels=32, num_convs=1, num_classes=5),
+            test_cfg=dict(mode='whole'))
+        crop_size = (64, 64)
+    """,
+    'detection': """
+        default_scope = 'mmdet'
+        model = dict(
+            type='RetinaNet',
+            data_preprocessor=dict(type='DetDataPreprocessor'),
+            backbone=dict(type='MobileOne', arch='s0', out_indices=(3, )),
+            bbox_head=dict(
+                type='RetinaHead', num_classes=3, in_channels=1024,
+                feat_channels=32, stacked_convs=1,
+                anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                                      scales_per_octave=1, ratios=[1.0],
+                                      strides=[32]),
+                bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
+                loss_cls=dict(type='FocalLoss', use_sigmoid=True),
+                loss_bbox=dict(type='L1Loss')))
+        img_scale = (64, 64)
+    """,
+}
+
+
+@pytest.mark.parametrize('task', sorted(CONFIGS))
+def test_reparameterize_tool(task, tmp_path):
+    cfg_path = tmp_path / f'{task}.py'
+    cfg_path.write_text(HEADER + textwrap.dedent(CONFIGS[task]))
+    cfg = Config.fromfile(str(cfg_path))
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg))
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'fused.pth'
+    proc = subprocess.run([sys.executable, str(TOOL), str(cfg_path), str(ckpt),
+                           str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'max |diff|' in proc.stdout
+
+    cfg.model.backbone.deploy = True
+    fused = build_model(cfg, str(out))
+    assert fused.backbone.is_fused
+    x = torch.rand(1, 3, 64, 64)
+    for a, b in zip(forward_tensors(model, x), forward_tensors(fused, x)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+    before = ckpt.read_bytes()
+    proc = subprocess.run([sys.executable, str(TOOL), str(cfg_path), str(ckpt),
+                           str(ckpt)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and 'refusing to overwrite' in proc.stderr
+    assert ckpt.read_bytes() == before
+
+
+def test_wrong_variant_checkpoint_is_one_line_error(tmp_path):
+    cfg_path = tmp_path / 'cls.py'
+    cfg_path.write_text(HEADER + textwrap.dedent(CONFIGS['classification']))
+    cfg = Config.fromfile(str(cfg_path))
+    cfg.model.backbone.arch = 's1'
+    cfg.model.head.in_channels = 1280
+    ckpt = tmp_path / 's1.pth'
+    torch.save({'state_dict': build_model(cfg).state_dict()}, ckpt)
+    proc = subprocess.run([sys.executable, str(TOOL), str(cfg_path), str(ckpt),
+                           str(tmp_path / 'o.pth')], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith('error:') and 'does not fit' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'o.pth').exists()

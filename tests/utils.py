@@ -1,0 +1,38 @@
+"""Helpers shared by the tests."""
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN statistics and affine parameters, so a wrong fusion fails."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            shape, dtype = m.running_mean.shape, m.running_mean.dtype
+            m.running_mean.copy_(torch.randn(shape, generator=gen).to(dtype))
+            m.running_var.copy_(torch.rand(shape, generator=gen).to(dtype) + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.randn(shape, generator=gen).to(dtype))
+                m.bias.data.copy_(torch.randn(shape, generator=gen).to(dtype))
+    return model
+
+
+class Classifier(nn.Module):
+    """Backbone + global average pool + linear, as ml-mobileone's head."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.fc = nn.Linear(backbone.out_channels[-1], num_classes)
+
+    def forward(self, x):
+        feat = self.backbone(x)[-1]
+        return self.fc(feat.mean((2, 3)))
+
+    def switch_to_deploy(self):  # exercised by reparameterize's duck typing
+        self.backbone.switch_to_deploy()
+
+
+def classifier(backbone: nn.Module, num_classes: int = 1000) -> nn.Module:
+    return Classifier(backbone, num_classes)
