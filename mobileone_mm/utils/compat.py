@@ -3,8 +3,24 @@
 Each fix is applied once at ``import mobileone_mm`` and is covered by a test in
 ``tests/test_utils/test_compat.py``.
 """
+import inspect
+import pickle
+
 import numpy as np
 import torch
+
+
+def _history_buffer_method(owner, name: str):
+    """Stands in for ``builtins.getattr`` while unpickling, resolving only the
+    statistics methods that ``HistoryBuffer.__getstate__`` pickles
+    (``getattr(HistoryBuffer, 'mean')``); a real ``getattr`` would let a
+    checkpoint reach arbitrary code."""
+    from mmengine.logging import HistoryBuffer
+    method = getattr(HistoryBuffer, name, None) if owner is HistoryBuffer else None
+    if name.startswith('_') or not inspect.isfunction(method):
+        raise pickle.UnpicklingError(
+            f'refusing getattr({owner!r}, {name!r}) in a weights-only load')
+    return method
 
 
 def _safe_checkpoint_globals() -> list:
@@ -17,7 +33,8 @@ def _safe_checkpoint_globals() -> list:
     from mmengine.logging import HistoryBuffer
     multiarray = np.core.multiarray
     allowed = [multiarray.scalar, multiarray._reconstruct, np.ndarray,
-               np.dtype, HistoryBuffer]
+               np.dtype, HistoryBuffer,
+               (_history_buffer_method, 'builtins.getattr')]
     # numpy >= 1.25 pickles dtypes as instances of per-type classes.
     allowed += [type(np.dtype(t)) for t in
                 (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,

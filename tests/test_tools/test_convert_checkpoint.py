@@ -27,21 +27,23 @@ def ours_from(converted: dict, arch: str, fused: bool):
                if k.startswith('backbone.')}
     model = MobileOne(arch, deploy=fused).eval()
     model.load_state_dict(meta_sd, strict=True)
+    model.double()
 
     def forward(x):
         feat = model(x)[-1].mean((2, 3))
-        return F.linear(feat, converted['head.fc.weight'],
-                        converted['head.fc.bias'])
+        return F.linear(feat, converted['head.fc.weight'].double(),
+                        converted['head.fc.bias'].double())
 
     return forward
 
 
 def check_outputs(reference, converted, arch, fused):
-    x = torch.rand(2, 3, 64, 64)
+    # float64: random BN statistics make deep nets amplify float32 rounding
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         ref = reference(x)
         out = ours_from(converted, arch, fused)(x)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-7 * ref.abs().max().item())
 
 
 def apple_model(arch, fused=False):
@@ -63,7 +65,7 @@ def test_apple_unfused_every_key_maps_and_outputs_match(arch, tmp_path):
     sd = ckpt['state_dict']
     assert len(sd) == len(ref.state_dict())  # every key maps, none dropped
     assert all(k.startswith(('backbone.', 'head.fc.')) for k in sd)
-    check_outputs(ref, sd, arch, fused=False)
+    check_outputs(ref.double(), sd, arch, fused=False)
 
 
 def test_apple_fused_checkpoint(tmp_path):
@@ -77,7 +79,7 @@ def test_apple_fused_checkpoint(tmp_path):
     assert 'S2 fused' in proc.stdout
     sd = torch.load(dst, weights_only=True)['state_dict']
     assert any('reparam_conv' in k for k in sd)
-    check_outputs(ref, sd, 's2', fused=True)
+    check_outputs(ref.double(), sd, 's2', fused=True)
 
 
 @pytest.mark.parametrize('arch', ['s0', 's4'])
@@ -100,18 +102,20 @@ def test_mmpretrain_checkpoint(arch, tmp_path):
     assert detect_format(state) == 'mmpretrain'
     converted = convert(state, 'mmpretrain')
     assert len(converted) == len(state)
+    ref.double()
     check_outputs(lambda x: ref(x, mode='tensor'), converted, arch, False)
 
-    fused_ref = ref.backbone
+    fused_ref = ref.backbone  # float64 since check_outputs
     fused_ref.switch_to_deploy()
     fused_sd = convert({f'backbone.{k}': v
                         for k, v in fused_ref.state_dict().items()}, 'mmpretrain')
-    ours = MobileOne(arch, deploy=True).eval()
+    ours = MobileOne(arch, deploy=True).eval().double()
     ours.load_state_dict({k[9:]: v for k, v in fused_sd.items()}, strict=True)
-    x = torch.rand(1, 3, 64, 64)
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x)[-1], fused_ref(x)[-1],
-                                   rtol=1e-4, atol=1e-4)
+        ref_out = fused_ref(x)[-1]
+        torch.testing.assert_close(ours(x)[-1], ref_out, rtol=1e-7,
+                                   atol=1e-7 * ref_out.abs().max().item())
 
 
 @pytest.mark.parametrize('arch', ['s0', 's4'])
@@ -129,7 +133,7 @@ def test_timm_checkpoint(arch, tmp_path):
     assert meta['src_format'] == 'timm' and meta['arch'] == arch
     sd = torch.load(dst, weights_only=True)['state_dict']
     assert len(sd) == len(ref.state_dict())
-    check_outputs(ref, sd, arch, fused=False)
+    check_outputs(ref.double(), sd, arch, fused=False)
 
 
 def test_converted_checkpoint_loads_through_init_cfg(tmp_path):

@@ -44,6 +44,7 @@ CONFIGS = {
             type='RetinaNet',
             data_preprocessor=dict(type='DetDataPreprocessor'),
             backbone=dict(type='MobileOne', arch='s0', out_indices=(3, )),
+            neck=None,
             bbox_head=dict(
                 type='RetinaHead', num_classes=3, in_channels=1024,
                 feat_channels=32, stacked_convs=1,
@@ -77,8 +78,9 @@ def test_reparameterize_tool(task, tmp_path):
     fused = build_model(cfg, str(out))
     assert fused.backbone.is_fused
     x = torch.rand(1, 3, 64, 64)
+    # float32 with random BN statistics: compare relative to the output scale
     for a, b in zip(forward_tensors(model, x), forward_tensors(fused, x)):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * a.abs().max().item())
 
     before = ckpt.read_bytes()
     proc = subprocess.run([sys.executable, str(TOOL), str(cfg_path), str(ckpt),

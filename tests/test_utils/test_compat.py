@@ -86,8 +86,19 @@ class Arbitrary:
         return (print, ('code ran',))
 
 
+class GetattrEscape:
+    # a blanket getattr allow-list would hand out HistoryBuffer.__init__
+    # (and from there its __globals__)
+    def __reduce__(self):
+        from mmengine.logging import HistoryBuffer
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
 def test_allow_list_is_not_blanket(tmp_path):
     path = tmp_path / 'evil.pth'
     torch.save({'x': Arbitrary()}, path)
     with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    torch.save({'x': GetattrEscape()}, path)
+    with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
         torch.load(path, weights_only=True)

@@ -232,8 +232,8 @@ def test_arch_dict_and_bad_input():
     model = MobileOne(arch, out_indices=(0, 1, 2, 3)).eval()
     assert [o.shape[1] for o in model(torch.rand(1, 3, 32, 32))] == [16, 32, 64, 64]
     assert len(model.stage4[0].conv_kxk) == 3
-    assert not isinstance(model.stage3[1].se, nn.Identity)
-    assert isinstance(model.stage3[0].se, nn.Identity)
+    # SE on the last pair (blocks 2, 3) of stage 3's two pairs
+    assert [isinstance(b.se, nn.Identity) for b in model.stage3] == [True, True, False, False]
 
     with pytest.raises(ValueError, match=r"s0.*s1.*s2.*s3.*s4"):
         MobileOne('s9')
