@@ -15,7 +15,6 @@ to use and does nothing else.
 import argparse
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -92,8 +91,8 @@ def works(py: Path, code: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def pip(py: Path, *args):
-    run([py, '-m', 'pip', 'install', '--progress-bar', 'off', *args])
+def pip(py: Path, *args, **kwargs):
+    run([py, '-m', 'pip', 'install', '--progress-bar', 'off', *args], **kwargs)
 
 
 def install_mmcv(py: Path) -> None:

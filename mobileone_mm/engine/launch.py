@@ -47,6 +47,17 @@ def add_fused_eval(cfg: Config, val: bool = True, test: bool = True) -> None:
     cfg.custom_hooks = hooks
 
 
+def check_pretrained(cfg: Config) -> None:
+    """The backbone's ImageNet checkpoint must exist before training starts."""
+    from mobileone_mm.models.backbones.mobileone import missing_pretrained
+    backbone = cfg.get('model', {}).get('backbone') or {}
+    arch = backbone.get('arch', 's0')
+    message = missing_pretrained(backbone.get('init_cfg'),
+                                 arch if isinstance(arch, str) else 's0')
+    if message:
+        raise UserError(message)
+
+
 def build_runner(cfg: Config) -> Runner:
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
@@ -77,6 +88,8 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
         add_fused_eval(cfg, val=True, test=True)
     check_data(cfg, loaders=('train_dataloader', 'val_dataloader')
                if cfg.get('val_cfg') else ('train_dataloader', ))
+    if not cfg.get('resume'):
+        check_pretrained(cfg)
     runner = build_runner(cfg)
     runner.train()
     return runner

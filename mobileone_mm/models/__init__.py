@@ -8,3 +8,11 @@ if MMENGINE_MODELS.get('MobileOne') is None:
     MMENGINE_MODELS.register_module(name='MobileOne', module=MobileOne)
 
 __all__ = ['MobileOne', 'MobileOneBlock']
+
+try:  # task modules need their OpenMMLab package (optional extras)
+    import mmdet  # noqa: F401
+except ImportError:
+    pass
+else:
+    from .dense_heads import SSDLiteHead  # noqa: F401
+    __all__ += ['SSDLiteHead']

@@ -7,6 +7,7 @@ branch (kernels > 1) and a BN-only identity branch (when input and output
 shapes match). ``switch_to_deploy()`` folds them into one conv, so the
 inference network is a plain chain of conv + ReLU.
 """
+import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -32,6 +33,25 @@ def _preset(alphas: Sequence[float], k: int,
         widths=tuple(int(c * a) for c, a in zip(BASE_WIDTHS, alphas)),
         num_conv_branches=(k, ) * NUM_STAGES,
         num_se_blocks=tuple(se))
+
+
+def missing_pretrained(init_cfg, arch: str = 's0') -> Optional[str]:
+    """A message saying how to get the ``Pretrained`` checkpoint that
+    ``init_cfg`` names, or ``None`` when it exists (or is a URL)."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    for cfg in cfgs:
+        if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
+            continue
+        path = cfg.get('checkpoint')
+        if isinstance(path, str) and '://' not in path and not osp.isfile(path):
+            return (f'MobileOne ImageNet checkpoint not found: {path}. Make '
+                    f'it with one of: (1) convert Apple\'s released file: '
+                    f'python tools/convert_checkpoint.py '
+                    f'mobileone_{arch}_unfused.pth.tar {path}; (2) train '
+                    f'configs/classification/mobileone_{arch}_in1k.py with '
+                    f'tools/train.py and copy its checkpoint there; (3) train '
+                    f'from scratch: --cfg-options model.backbone.init_cfg=None')
+    return None
 
 
 class SqueezeExcite(nn.Module):
@@ -254,6 +274,7 @@ class MobileOne(BaseModule):
                      dict(type='Constant', val=1, layer=['_BatchNorm'])
                  ]) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.arch_name = arch if isinstance(arch, str) else 'custom'
         self.arch = self._parse_arch(arch)
         self.out_indices = self._parse_out_indices(out_indices)
         for name, value in (('strides', strides), ('dilations', dilations)):
@@ -368,6 +389,12 @@ class MobileOne(BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def init_weights(self) -> None:
+        message = missing_pretrained(self.init_cfg, self.arch_name)
+        if message:
+            raise FileNotFoundError(message)
+        super().init_weights()
 
     def blocks(self) -> List[MobileOneBlock]:
         return [m for m in self.modules() if isinstance(m, MobileOneBlock)]

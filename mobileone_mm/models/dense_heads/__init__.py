@@ -1,0 +1,3 @@
+from .ssd_head import SSDLiteHead
+
+__all__ = ['SSDLiteHead']
