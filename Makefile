@@ -10,7 +10,7 @@ setup:
 	@$(PYTHON) tools/setup_env.py
 
 demo: setup
-	@$(PY) tools/demo_backbone.py
+	@$(PY) tools/demo.py
 
 demo-backbone: setup
 	@$(PY) tools/demo_backbone.py

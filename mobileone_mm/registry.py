@@ -7,6 +7,7 @@ own ``MobileOne`` is a different model). Our backbone is also registered in the 
 it from mmengine, mmdet and mmseg, which search their parent.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -15,4 +16,7 @@ MODELS = Registry(
     locations=['mobileone_mm.models'])
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mobileone_mm',
+    locations=['mobileone_mm.engine'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mobileone_mm',
     locations=['mobileone_mm.engine'])

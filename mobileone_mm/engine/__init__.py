@@ -1,4 +1,6 @@
+from .cpu_dist import CPUDistributedDataParallel, prepare_cpu_distributed
 from .data_check import MissingDataError, check_data
 from .hooks import FusedEvalHook
 
-__all__ = ['FusedEvalHook', 'MissingDataError', 'check_data']
+__all__ = ['CPUDistributedDataParallel', 'FusedEvalHook', 'MissingDataError',
+           'check_data', 'prepare_cpu_distributed']

@@ -9,6 +9,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mobileone_mm.apis import UserError
+from .cpu_dist import prepare_cpu_distributed
 from .data_check import check_data
 
 
@@ -59,6 +60,7 @@ def check_pretrained(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
+    prepare_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

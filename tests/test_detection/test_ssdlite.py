@@ -1,0 +1,221 @@
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from mobileone_mm.apis import build_model, forward_tensors
+from mobileone_mm.models import MobileOne
+
+from ..conftest import ROOT, subprocess_env
+from ..utils import randomize_bn
+
+DET = ROOT / 'configs' / 'detection'
+SHAPES_CFG = DET / 'ssdlite_mobileone_s0_shapes.py'
+WIDTHS = {'s0': (256, 1024), 's1': (512, 1280), 's2': (640, 2048),
+          's3': (768, 2048), 's4': (896, 2048)}
+
+
+def shapes_options(root: Path, epochs: int = 1) -> list:
+    """--cfg-options pointing the demo config at a tiny generated data set."""
+    ann = root / 'annotations' / 'instances_val.json'
+    opts = [f'train_dataloader.dataset.data_root={root}/',
+            f'val_dataloader.dataset.data_root={root}/',
+            f'test_dataloader.dataset.data_root={root}/',
+            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
+            'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
+            'test_dataloader.batch_size=4',
+            'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+            'test_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False',
+            'val_dataloader.persistent_workers=False',
+            'test_dataloader.persistent_workers=False',
+            f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
+            'default_hooks.logger.interval=1',
+            f'default_hooks.checkpoint.interval=1']
+    return opts
+
+
+def shapes_cfg(root: Path, epochs: int = 1) -> Config:
+    from mmengine.config import DictAction
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--o', nargs='+', action=DictAction)
+    options = parser.parse_args(['--o', *shapes_options(root, epochs)]).o
+    cfg = Config.fromfile(str(SHAPES_CFG))
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def run_tool(tool, *args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / 'tools' / tool), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=subprocess_env())
+
+
+@pytest.fixture(scope='module')
+def trained(shapes_root, tmp_path_factory):
+    """One epoch through tools/train.py on the tiny data set."""
+    work = tmp_path_factory.mktemp('det_train')
+    proc = run_tool('train.py', SHAPES_CFG, '--work-dir', work,
+                    '--cfg-options', *shapes_options(shapes_root))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work
+
+
+@pytest.mark.parametrize('arch', sorted(WIDTHS))
+def test_variant_configs_build_with_our_backbone(arch):
+    cfg = Config.fromfile(str(DET / f'ssdlite_mobileone_{arch}.py'))
+    assert cfg.default_scope == 'mmdet' and cfg.input_size == 320
+    assert cfg.model.backbone.init_cfg.checkpoint == cfg.pretrained
+    assert cfg.pretrained == f'checkpoints/mobileone_{arch}_in1k.pth'
+    model = build_model(cfg)
+    assert type(model.backbone) is MobileOne
+    assert type(model.backbone).__module__.startswith('mobileone_mm')
+    assert type(model.bbox_head).__name__ == 'SSDLiteHead'
+    assert tuple(model.backbone.out_channels) == WIDTHS[arch]
+    assert model.bbox_head.num_classes == 80
+    feats = model.extract_feat(torch.rand(1, 3, 320, 320))
+    # strides 16, 32 from the backbone, then 64, 128, 256 and the last level
+    assert [f.shape[-1] for f in feats] == [20, 10, 5, 3, 2, 1]
+
+
+def test_recipe_values_from_the_paper():
+    cfg = Config.fromfile(str(DET / 'ssdlite_mobileone_s2.py'))
+    assert cfg.train_cfg.max_epochs == 200
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.momentum, opt.weight_decay) == ('SGD', 0.05, 0.9, 1e-4)
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.end, warmup.by_epoch) == (
+        'LinearLR', 0.001, 4500, False)
+    assert cosine.type == 'CosineAnnealingLR' and cosine.T_max == 200
+    assert cfg.train_dataloader.batch_size * 8 == 192
+    assert cfg.auto_scale_lr.base_batch_size == 192
+    assert cfg.model.bbox_head.use_depthwise and cfg.model.neck.use_depthwise
+    assert cfg.model.neck.act_cfg.type == cfg.model.bbox_head.act_cfg.type == 'ReLU'
+    assert cfg.model.backbone.out_indices == (2, 3)
+    types = [t.type for t in cfg.train_pipeline]
+    assert {'Expand', 'MinIoURandomCrop', 'PhotoMetricDistortion'} <= set(types)
+    assert cfg.val_evaluator.metric == 'bbox'
+    assert cfg.train_dataloader.dataset.ann_file.endswith('instances_train2017.json')
+
+
+def test_mmdet_ssd_head_is_broken_and_ours_predicts():
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(str(DET / 'ssdlite_mobileone_s0.py'))
+    head_cfg = dict(cfg.model.bbox_head, type='SSDHead')
+    torch.manual_seed(0)
+    feats = [torch.rand(1, c, s, s) for c, s in
+             zip(cfg.model.bbox_head.in_channels, (20, 10, 5, 3, 2, 1))]
+    meta = [dict(img_shape=(320, 320), scale_factor=(1., 1.))]
+    broken = MODELS.build(head_cfg).eval()
+    with pytest.raises(AttributeError, match='loss_cls'):
+        broken.predict_by_feat(*broken(feats), batch_img_metas=meta,
+                               rescale=False)
+    ours = build_model(cfg).bbox_head.eval()
+    ours.load_state_dict(broken.state_dict())
+    results = ours.predict_by_feat(*ours(feats), batch_img_metas=meta,
+                                   rescale=False)
+    assert len(results[0].bboxes) > 0
+    assert results[0].scores.max() <= 1
+
+
+def test_loss_and_predict_on_a_batch(shapes_root):
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DATASETS
+    cfg = shapes_cfg(shapes_root)
+    model = build_model(cfg).train()
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    batch = model.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]),
+                                    training=True)
+    losses = model(**batch, mode='loss')
+    total = sum(sum(v) if isinstance(v, list) else v for v in losses.values())
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    model.eval()
+    with torch.no_grad():
+        preds = model(**model.data_preprocessor(
+            pseudo_collate([dataset[0]]), training=False), mode='predict')
+    inst = preds[0].pred_instances
+    assert inst.bboxes.shape[1] == 4 and len(inst.scores) == len(inst.labels)
+    assert set(inst.labels.tolist()) <= {0, 1, 2}
+
+
+def test_train_iteration_and_coco_evaluation(trained):
+    logs = list(trained.glob('*/*.log'))
+    assert logs, 'no log written'
+    text = logs[0].read_text()
+    assert 'Epoch(train)' in text and 'loss_cls' in text
+    assert 'coco/bbox_mAP' in text  # validation ran predict + COCO evaluation
+    assert (trained / 'epoch_1.pth').exists()
+
+
+def test_fused_and_unfused_predictions_equal(trained, shapes_root, tmp_path):
+    ckpt = trained / 'epoch_1.pth'
+    outs = {}
+    for name, extra in (('unfused', []), ('fused', ['--deploy'])):
+        out = tmp_path / f'{name}.pkl'
+        proc = run_tool('test.py', SHAPES_CFG, ckpt, '--work-dir', tmp_path / name,
+                        '--out', out, *extra, '--cfg-options',
+                        *shapes_options(shapes_root))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs[name] = pickle.load(open(out, 'rb'))
+        if extra:
+            assert 'evaluating the fused model' in (proc.stdout + proc.stderr)
+    assert len(outs['fused']) == len(outs['unfused']) == 4
+    for a, b in zip(outs['unfused'], outs['fused']):
+        pa, pb = a['pred_instances'], b['pred_instances']
+        assert len(pa['scores']) == len(pb['scores'])
+        torch.testing.assert_close(pb['scores'], pa['scores'], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(pb['bboxes'], pa['bboxes'], rtol=1e-4, atol=1e-3)
+        assert torch.equal(pa['labels'], pb['labels'])
+
+
+def test_fused_model_outputs_equal_in_process(shapes_root):
+    cfg = shapes_cfg(shapes_root)
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg))
+    from mobileone_mm import reparameterize
+    fused = reparameterize(model)
+    x = torch.rand(2, 3, 160, 160)
+    for a, b in zip(forward_tensors(model, x), forward_tensors(fused, x)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * a.abs().max().item())
+
+
+def test_missing_coco_gives_one_clear_message(tmp_path):
+    proc = run_tool('train.py', DET / 'ssdlite_mobileone_s2.py', '--work-dir',
+                    tmp_path / 'w', cwd=tmp_path)
+    assert proc.returncode != 0
+    assert 'Traceback' not in proc.stderr
+    assert 'data/coco/annotations/instances_train2017.json' in proc.stderr
+    assert 'expected layout for CocoDataset' in proc.stderr
+
+
+def test_missing_pretrained_checkpoint_says_how_to_make_it(tmp_path, shapes_root):
+    opts = shapes_options(shapes_root) + [
+        'model.backbone.init_cfg.type=Pretrained',
+        'model.backbone.init_cfg.checkpoint=checkpoints/nope.pth']
+    proc = run_tool('train.py', SHAPES_CFG, '--work-dir', tmp_path / 'w',
+                    '--cfg-options', *opts)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert 'checkpoints/nope.pth' in proc.stderr
+    assert 'tools/convert_checkpoint.py' in proc.stderr
+
+
+def test_det_inferencer_on_a_real_image(trained, tmp_path):
+    import matplotlib
+    from mmdet.apis import DetInferencer
+    image = Path(matplotlib.get_data_path()) / 'sample_data' / 'grace_hopper.jpg'
+    assert image.exists()
+    inferencer = DetInferencer(model=str(SHAPES_CFG), weights=str(trained / 'epoch_1.pth'),
+                               device='cpu')
+    result = inferencer(str(image), out_dir=str(tmp_path), no_save_pred=False,
+                        pred_score_thr=0.0)
+    pred = result['predictions'][0]
+    assert len(pred['bboxes']) == len(pred['scores']) > 0
+    drawn = list((tmp_path / 'vis').glob('*.jpg'))
+    assert len(drawn) == 1 and drawn[0].stat().st_size > 1000
+    assert list((tmp_path / 'preds').glob('*.json'))
