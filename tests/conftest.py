@@ -11,7 +11,7 @@ def shapes_root(tmp_path_factory):
     """A tiny shapes data set (COCO + VOC-style masks), made once per run."""
     from mobileone_mm.datasets import generate_shapes
     root = tmp_path_factory.mktemp('shapes')
-    generate_shapes(str(root), num_train=8, num_val=4, size=160, seed=1)
+    generate_shapes(str(root), num_train=8, num_val=4, seed=1)
     return root
 
 

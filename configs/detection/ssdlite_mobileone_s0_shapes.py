@@ -4,24 +4,25 @@
 # ssdlite_mobileone_s0.py (the paper's COCO recipe).
 _base_ = ['./ssdlite_mobileone_s0.py']
 
-# ---- data: 3 shape classes, 160x160 images, COCO-format annotations
+# ---- data: 3 shape classes, 128x128 images with 1-8 shapes of 28-56 px
+# (tools/make_shapes_dataset.py defaults), COCO-format annotations
 data_root = 'data/shapes/'
 metainfo = dict(
     classes=('square', 'circle', 'triangle'),
     palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)])
-# CPU: 160x160 input (the images' own size), 4x fewer pixels than COCO's 320.
-input_size = 160
+# CPU: 128x128 input (the images' own size), 6x fewer pixels than COCO's 320.
+input_size = 128
 
 model = dict(
     backbone=dict(init_cfg=None),  # from scratch: a demo has no ImageNet weights
     bbox_head=dict(
         num_classes=3,
-        # the 320-px SSDLite anchors scaled to 160 px; feature maps are
-        # 10, 5, 3, 2, 1, 1 cells wide
+        # the 320-px SSDLite anchors scaled to 128 px; feature maps are
+        # 8, 4, 2, 1, 1, 1 cells wide
         anchor_generator=dict(
-            strides=[16, 32, 53, 80, 160, 160],
-            min_sizes=[24, 50, 75, 101, 126, 152],
-            max_sizes=[50, 75, 101, 126, 152, 160])))
+            strides=[16, 32, 64, 128, 128, 128],
+            min_sizes=[19, 40, 60, 81, 101, 122],
+            max_sizes=[40, 60, 81, 101, 122, 128])))
 
 # Short schedule: random flip only (SSD's expand/crop/colour augmentation pays
 # off over hundreds of epochs, not ten).
@@ -42,7 +43,7 @@ test_pipeline = [
                    'scale_factor'))
 ]
 train_dataloader = dict(
-    batch_size=16,
+    batch_size=12,  # CPU: per-image cost is lowest around 12 at 128 px
     num_workers=1,  # 2 cores: one loads data, the model gets the rest
     dataset=dict(
         data_root=data_root,
@@ -65,15 +66,15 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # ---- schedule: minutes on a CPU instead of 200 epochs on 8 GPUs
-max_epochs = 12
+max_epochs = 12  # 67 iterations each with 800 images
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-         end=100),
+         end=50),
     dict(type='CosineAnnealingLR', begin=0, T_max=max_epochs,
          end=max_epochs, by_epoch=True, eta_min=0)
 ]
-optim_wrapper = dict(optimizer=dict(lr=0.1))  # batch 16, from scratch
+optim_wrapper = dict(optimizer=dict(lr=0.05))  # batch 12, from scratch
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

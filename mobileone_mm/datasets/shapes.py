@@ -85,8 +85,8 @@ def make_image(rng: np.random.Generator, size: int, max_objects: int,
 
 
 def generate(out_dir: str, num_train: int = 800, num_val: int = 200,
-             size: int = 160, max_objects: int = 4, min_size: int = 24,
-             max_size: int = 80, seed: int = 0) -> Dict[str, str]:
+             size: int = 128, max_objects: int = 8, min_size: int = 28,
+             max_size: int = 56, seed: int = 0) -> Dict[str, str]:
     """Write the data set under ``out_dir`` (deterministic for a seed).
 
     Layout::

@@ -90,8 +90,14 @@ def test_resume_restores_training_state_with_augmentation(shapes_root, tmp_path)
     assert [s['last_step'] for s in seen['schedulers']] == \
         [s['last_step'] for s in ckpt['param_schedulers']]
     assert seen['lr'] == pytest.approx(ckpt['param_schedulers'][-1]['_last_lr'][0])
+    # EMAHook saves the EMA weights as 'state_dict' and the source weights in
+    # 'ema_state_dict' (swapped); resuming swaps them back into the EMA model.
+    differs = 0
     for key, value in ckpt['ema_state_dict'].items():
-        torch.testing.assert_close(seen['ema'][key], value, msg=key)
+        expected = ckpt['state_dict'][key[7:]] if key.startswith('module.') else value
+        torch.testing.assert_close(seen['ema'][key], expected, msg=key)
+        differs += key.startswith('module.') and not torch.equal(expected, value)
+    assert differs, 'EMA weights equal the source weights: vacuous check'
 
 
 def _free_port():
