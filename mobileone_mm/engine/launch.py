@@ -16,9 +16,16 @@ from .data_check import check_data
 def load_cfg(config: str, cfg_options: Optional[dict] = None) -> Config:
     if not osp.isfile(config):
         raise UserError(f'config not found: {config}')
-    cfg = Config.fromfile(config)
+    try:
+        cfg = Config.fromfile(config)
+    except Exception as err:  # syntax/merge errors: say which file, no trace
+        raise UserError(f'cannot load config {config}: {type(err).__name__}: '
+                        + str(err).strip().splitlines()[-1][:300])
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (TypeError, KeyError, ValueError) as err:
+            raise UserError(f'--cfg-options do not fit {config}: {err}')
     return cfg
 
 

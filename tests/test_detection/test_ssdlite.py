@@ -106,7 +106,7 @@ def test_recipe_values_from_the_paper():
 def test_mmdet_ssd_head_is_broken_and_ours_predicts():
     from mmdet.registry import MODELS
     cfg = Config.fromfile(str(DET / 'ssdlite_mobileone_s0.py'))
-    head_cfg = dict(cfg.model.bbox_head, type='SSDHead')
+    head_cfg = dict(cfg.model.bbox_head, type='SSDHead', test_cfg=cfg.model.test_cfg)
     torch.manual_seed(0)
     feats = [torch.rand(1, c, s, s) for c, s in
              zip(cfg.model.bbox_head.in_channels, (20, 10, 5, 3, 2, 1))]
@@ -117,8 +117,11 @@ def test_mmdet_ssd_head_is_broken_and_ours_predicts():
                                rescale=False)
     ours = build_model(cfg).bbox_head.eval()
     ours.load_state_dict(broken.state_dict())
+    # untrained: all 81 softmax scores are ~1/81, below the default 0.02
+    test_cfg = cfg.model.test_cfg.copy()
+    test_cfg.score_thr = 0.0
     results = ours.predict_by_feat(*ours(feats), batch_img_metas=meta,
-                                   rescale=False)
+                                   cfg=test_cfg, rescale=False)
     assert len(results[0].bboxes) > 0
     assert results[0].scores.max() <= 1
 
@@ -195,14 +198,23 @@ def test_missing_coco_gives_one_clear_message(tmp_path):
 
 
 def test_missing_pretrained_checkpoint_says_how_to_make_it(tmp_path, shapes_root):
-    opts = shapes_options(shapes_root) + [
-        'model.backbone.init_cfg.type=Pretrained',
-        'model.backbone.init_cfg.checkpoint=checkpoints/nope.pth']
-    proc = run_tool('train.py', SHAPES_CFG, '--work-dir', tmp_path / 'w',
-                    '--cfg-options', *opts)
+    cfg = tmp_path / 'pretrained_cfg.py'
+    cfg.write_text(f"_base_ = ['{SHAPES_CFG}']\n"
+                   "model = dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', "
+                   "checkpoint='checkpoints/nope.pth', prefix='backbone.')))\n")
+    proc = run_tool('train.py', cfg, '--work-dir', tmp_path / 'w',
+                    '--cfg-options', *shapes_options(shapes_root))
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert 'checkpoints/nope.pth' in proc.stderr
     assert 'tools/convert_checkpoint.py' in proc.stderr
+    assert not (tmp_path / 'w').exists() or not list((tmp_path / 'w').rglob('*.pth'))
+
+
+def test_bad_cfg_options_is_one_line_error(tmp_path):
+    proc = run_tool('train.py', SHAPES_CFG, '--work-dir', tmp_path / 'w',
+                    '--cfg-options', 'model.backbone.init_cfg.type=Pretrained')
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert proc.stderr.startswith('error:') and '--cfg-options' in proc.stderr
 
 
 def test_det_inferencer_on_a_real_image(trained, tmp_path):

@@ -1,4 +1,5 @@
 """Resume, distributed launch and mim for the detection tools."""
+import copy
 import shutil
 import socket
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import pytest
 import torch
 from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
 from mobileone_mm.engine.launch import train
@@ -39,12 +41,12 @@ def test_resume_gives_the_same_weights_as_one_go(shapes_root, tmp_path):
     train(str(SHAPES_CFG), work_dir=str(tmp_path / 'split'),
           cfg_options=options('train_cfg.max_epochs=1'))
     assert not (tmp_path / 'split' / 'epoch_2.pth').exists()
+    first = _weights(tmp_path / 'split' / 'epoch_1.pth')
     train(str(SHAPES_CFG), work_dir=str(tmp_path / 'split'), resume='auto',
           cfg_options=options())
     once = _weights(tmp_path / 'once' / 'epoch_2.pth')
     split = _weights(tmp_path / 'split' / 'epoch_2.pth')
     assert once.keys() == split.keys()
-    first = _weights(tmp_path / 'split' / 'epoch_1.pth')
     moved = [k for k in once if once[k].is_floating_point()
              and not torch.equal(once[k], first[k])]
     assert moved, 'epoch 2 changed nothing: the comparison would be vacuous'
@@ -53,6 +55,7 @@ def test_resume_gives_the_same_weights_as_one_go(shapes_root, tmp_path):
                                    msg=key)
 
 
+@HOOKS.register_module(force=True)
 class StateProbe(Hook):
     """Records the runner's state when training (re)starts."""
     priority = 'LOWEST'
@@ -62,8 +65,8 @@ class StateProbe(Hook):
         ema = [h for h in runner.hooks if type(h).__name__ == 'EMAHook'][0]
         StateProbe.seen = dict(
             epoch=runner.epoch, iter=runner.iter,
-            optimizer=runner.optim_wrapper.state_dict(),
-            schedulers=[s.state_dict() for s in runner.param_schedulers],
+            optimizer=copy.deepcopy(runner.optim_wrapper.state_dict()),
+            schedulers=copy.deepcopy([s.state_dict() for s in runner.param_schedulers]),
             lr=runner.optim_wrapper.get_lr()['lr'][0],
             ema={k: v.clone() for k, v in ema.ema_model.state_dict().items()})
 
@@ -78,7 +81,7 @@ def test_resume_restores_training_state_with_augmentation(shapes_root, tmp_path)
 
     cfg.train_cfg.max_epochs = 2
     cfg.resume = True
-    cfg.custom_hooks = list(cfg.custom_hooks) + [StateProbe()]
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='StateProbe')]
     Runner.from_cfg(cfg).train()
     seen = StateProbe.seen
     assert seen['epoch'] == 1 and seen['iter'] == ckpt['meta']['iter'] == 2
@@ -89,7 +92,8 @@ def test_resume_restores_training_state_with_augmentation(shapes_root, tmp_path)
                                    state['momentum_buffer'])
     assert [s['last_step'] for s in seen['schedulers']] == \
         [s['last_step'] for s in ckpt['param_schedulers']]
-    assert seen['lr'] == pytest.approx(ckpt['param_schedulers'][-1]['_last_lr'][0])
+    assert seen['lr'] == pytest.approx(ckpt['param_schedulers'][-1]['_last_value'][0])
+    assert seen['lr'] == pytest.approx(ckpt['optimizer']['param_groups'][0]['lr'])
     # EMAHook saves the EMA weights as 'state_dict' and the source weights in
     # 'ema_state_dict' (swapped); resuming swaps them back into the EMA model.
     differs = 0
