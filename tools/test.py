@@ -5,33 +5,23 @@
 ``--deploy`` evaluates the re-parameterized (fused) model, as shipped.
 """
 import argparse
-import os
 import sys
-
-from mmengine.config import DictAction
 
 from mobileone_mm.apis import UserError
 from mobileone_mm.engine import MissingDataError
-from mobileone_mm.engine.launch import test
+from mobileone_mm.engine.launch import add_common_args, parse_tool_args, test
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where to save the evaluation logs')
+    add_common_args(parser)
     parser.add_argument('--deploy', action='store_true',
                         help='fuse the MobileOne branches before testing')
     parser.add_argument('--out', help='dump predictions to a .pkl file')
     parser.add_argument('--show-dir', help='save drawn predictions here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(parser)
 
 
 def main():

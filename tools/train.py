@@ -8,20 +8,17 @@ Same options as mmdet's/mmseg's tools/train.py; the config's default_scope
 selects the OpenMMLab package.
 """
 import argparse
-import os
 import sys
-
-from mmengine.config import DictAction
 
 from mobileone_mm.apis import UserError
 from mobileone_mm.engine import MissingDataError
-from mobileone_mm.engine.launch import train
+from mobileone_mm.engine.launch import add_common_args, parse_tool_args, train
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where to save logs and checkpoints')
+    add_common_args(parser)
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -31,14 +28,7 @@ def parse_args():
                         'from the latest checkpoint in the work dir')
     parser.add_argument('--fused-val', action='store_true',
                         help='validate the re-parameterized (fused) model')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(parser)
 
 
 def main():

@@ -4,13 +4,30 @@ import os
 import os.path as osp
 from typing import Optional
 
-from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mobileone_mm.apis import UserError
 from .cpu_dist import prepare_cpu_distributed
 from .data_check import check_data
+
+
+def add_common_args(parser) -> None:
+    """Options tools/train.py and tools/test.py share (as mmdet's do)."""
+    parser.add_argument('--work-dir', help='where to save logs, checkpoints '
+                        'and evaluation results')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_tool_args(parser):
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_cfg(config: str, cfg_options: Optional[dict] = None) -> Config:
@@ -38,6 +55,10 @@ def _work_dir(cfg: Config, config: str, work_dir: Optional[str]) -> str:
 
 
 def enable_amp(cfg: Config) -> None:
+    from mmengine.device import get_device
+    if get_device() == 'cpu':
+        raise UserError('--amp needs a GPU (or NPU/MLU/MUSA): mmengine\'s '
+                        'AmpOptimWrapper does not run on CPU; train without --amp')
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper == 'AmpOptimWrapper':
         return

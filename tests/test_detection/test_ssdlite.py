@@ -219,6 +219,15 @@ def test_missing_pretrained_checkpoint_says_how_to_make_it(tmp_path, shapes_root
     assert not (tmp_path / 'w').exists() or not list((tmp_path / 'w').rglob('*.pth'))
 
 
+def test_amp_without_gpu_is_a_clear_error(tmp_path, shapes_root):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a GPU: --amp is valid here')
+    proc = run_tool('train.py', SHAPES_CFG, '--amp', '--work-dir', tmp_path / 'w',
+                    '--cfg-options', *shapes_options(shapes_root))
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert '--amp needs a GPU' in proc.stderr
+
+
 def test_bad_cfg_options_is_one_line_error(tmp_path):
     proc = run_tool('train.py', SHAPES_CFG, '--work-dir', tmp_path / 'w',
                     '--cfg-options', 'model.backbone.init_cfg.type=Pretrained')

@@ -112,13 +112,12 @@ def _free_port():
 
 def test_two_process_torchrun_on_cpu(shapes_root, tmp_path):
     work = tmp_path / 'dist'
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-           '--master_addr=127.0.0.1', f'--master_port={_free_port()}',
-           str(ROOT / 'tools' / 'train.py'), str(SHAPES_CFG), '--launcher',
-           'pytorch', '--work-dir', str(work), '--cfg-options',
+    cmd = ['bash', str(ROOT / 'tools' / 'dist_train.sh'), str(SHAPES_CFG), '2',
+           '--work-dir', str(work), '--cfg-options',
            *shapes_options(shapes_root), 'train_dataloader.batch_size=2']
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                          env=subprocess_env(), timeout=600)
+    env = dict(subprocess_env(), PYTHON=sys.executable, PORT=str(_free_port()))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = next(work.glob('*/*.log')).read_text()
     assert 'Distributed training: True' in log
