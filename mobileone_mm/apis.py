@@ -12,11 +12,20 @@ class UserError(RuntimeError):
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read a config; a missing/broken file or options that do not fit it
+    raise :class:`UserError` with one line instead of a parser traceback."""
     if not os.path.isfile(path):
         raise UserError(f'config not found: {path}')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as err:  # syntax/merge errors: say which file, no trace
+        raise UserError(f'cannot load config {path}: {type(err).__name__}: '
+                        + str(err).strip().splitlines()[-1][:300])
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (TypeError, KeyError, ValueError) as err:
+            raise UserError(f'--cfg-options do not fit {path}: {err}')
     return cfg
 
 

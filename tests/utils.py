@@ -18,21 +18,6 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-class Classifier(nn.Module):
-    """Backbone + global average pool + linear, as ml-mobileone's head."""
-
-    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.fc = nn.Linear(backbone.out_channels[-1], num_classes)
-
-    def forward(self, x):
-        feat = self.backbone(x)[-1]
-        return self.fc(feat.mean((2, 3)))
-
-    def switch_to_deploy(self):  # exercised by reparameterize's duck typing
-        self.backbone.switch_to_deploy()
-
-
 def classifier(backbone: nn.Module, num_classes: int = 1000) -> nn.Module:
-    return Classifier(backbone, num_classes)
+    from mobileone_mm.deploy import LinearClassifier
+    return LinearClassifier(backbone, num_classes)

@@ -8,19 +8,8 @@ import torch
 import torch.nn as nn
 
 from mobileone_mm import MobileOne, reparameterize
-from mobileone_mm.deploy import count_macs, count_params, torch_latency
-
-
-class _Classifier(nn.Module):
-    """Backbone + global pool + 1000-class linear, as ml-mobileone counts."""
-
-    def __init__(self, backbone: MobileOne, num_classes: int = 1000):
-        super().__init__()
-        self.backbone = backbone
-        self.fc = nn.Linear(backbone.out_channels[-1], num_classes)
-
-    def forward(self, x):
-        return self.fc(self.backbone(x)[-1].mean((2, 3)))
+from mobileone_mm.deploy import (LinearClassifier, count_macs, count_params,
+                                 torch_latency)
 
 
 def main():
@@ -39,7 +28,7 @@ def main():
     print(header)
     print('-' * len(header))
     for arch in args.archs:
-        model = _Classifier(MobileOne(arch)).eval()
+        model = LinearClassifier(MobileOne(arch)).eval()
         for m in model.modules():  # random BN statistics: a real fusion test
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.normal_()

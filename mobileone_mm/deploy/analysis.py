@@ -58,3 +58,16 @@ def torch_latency(model: nn.Module, input_shape: Sequence[int],
             torch.cuda.synchronize()
 
     return measure_latency(run, runs)
+
+
+class LinearClassifier(nn.Module):
+    """Backbone + global average pool + linear: ml-mobileone's classifier,
+    the model its published parameter counts and MACs describe."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.fc = nn.Linear(backbone.out_channels[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.backbone(x)[-1].mean((2, 3)))

@@ -8,7 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mobileone_mm.apis import UserError
+from mobileone_mm.apis import UserError, load_config
 from .cpu_dist import prepare_cpu_distributed
 from .data_check import check_data
 
@@ -28,22 +28,6 @@ def parse_tool_args(parser):
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-def load_cfg(config: str, cfg_options: Optional[dict] = None) -> Config:
-    if not osp.isfile(config):
-        raise UserError(f'config not found: {config}')
-    try:
-        cfg = Config.fromfile(config)
-    except Exception as err:  # syntax/merge errors: say which file, no trace
-        raise UserError(f'cannot load config {config}: {type(err).__name__}: '
-                        + str(err).strip().splitlines()[-1][:300])
-    if cfg_options:
-        try:
-            cfg.merge_from_dict(cfg_options)
-        except (TypeError, KeyError, ValueError) as err:
-            raise UserError(f'--cfg-options do not fit {config}: {err}')
-    return cfg
 
 
 def _work_dir(cfg: Config, config: str, work_dir: Optional[str]) -> str:
@@ -98,7 +82,7 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
           amp: bool = False, auto_scale_lr: bool = False,
           fused_val: bool = False, cfg_options: Optional[dict] = None,
           launcher: str = 'none') -> Runner:
-    cfg = load_cfg(config, cfg_options)
+    cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
     cfg.work_dir = _work_dir(cfg, config, work_dir)
     if amp:
@@ -129,7 +113,7 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
          deploy: bool = False, out: Optional[str] = None,
          show_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
          launcher: str = 'none') -> dict:
-    cfg = load_cfg(config, cfg_options)
+    cfg = load_config(config, cfg_options)
     if not osp.isfile(checkpoint):
         raise UserError(f'checkpoint not found: {checkpoint}')
     cfg.launcher = launcher

@@ -3,7 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -36,7 +35,7 @@ def shapes_options(root: Path, epochs: int = 1) -> list:
             'test_dataloader.persistent_workers=False',
             f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
             'default_hooks.logger.interval=1', 'randomness.seed=0',
-            f'default_hooks.checkpoint.interval=1']
+            'default_hooks.checkpoint.interval=1']
     return opts
 
 
