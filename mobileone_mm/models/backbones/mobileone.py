@@ -90,6 +90,8 @@ class MobileOneBlock(BaseModule):
         use_se: Apply SE-ReLU after the conv (MobileOne-S4).
         norm_cfg: Norm layer of every branch (BN or SyncBN).
         act_cfg: Activation after the block; ``None`` for none.
+        use_identity: Add the BN-only identity branch. ``None`` (default):
+            when input and output shapes match (same channels, stride 1).
         deploy: Build the fused single conv directly.
     """
 
@@ -104,9 +106,15 @@ class MobileOneBlock(BaseModule):
                  use_se: bool = False,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: Optional[dict] = dict(type='ReLU'),
+                 use_identity: Optional[bool] = None,
                  deploy: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if use_identity is None:
+            use_identity = in_channels == out_channels and stride == 1
+        if use_identity and (in_channels != out_channels or stride != 1):
+            raise ValueError('an identity branch needs in_channels == '
+                             'out_channels and stride 1')
         if num_conv_branches < 1:
             raise ValueError(
                 f'num_conv_branches must be >= 1, got {num_conv_branches}')
@@ -130,7 +138,7 @@ class MobileOneBlock(BaseModule):
         if deploy:
             self.reparam_conv = self._fused_conv()
             return
-        if in_channels == out_channels and stride == 1:
+        if use_identity:
             self.identity = build_norm_layer(norm_cfg, in_channels)[1]
         self.conv_kxk = nn.ModuleList(
             self._conv_bn(kernel_size, self.padding, dilation)
@@ -369,6 +377,11 @@ class MobileOne(BaseModule):
                     groups=in_channels,
                     num_conv_branches=num_conv_branches,
                     use_se=use_se,
+                    # A stage's first block is a stride-2 block in every
+                    # variant (Table 2): it keeps that structure (no identity
+                    # branch) when `strides` sets 1 for output stride 8, so
+                    # ImageNet checkpoints load unchanged.
+                    use_identity=False if i == 0 else None,
                     **block_cfg))
             blocks.append(  # 1x1 pointwise
                 MobileOneBlock(

@@ -121,6 +121,20 @@ def test_fusion_exact_with_dilation_and_norm(norm_type):
         torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-9 * r.abs().max().item())
 
 
+@pytest.mark.parametrize('arch', ['s0', 's4'])
+def test_output_stride_8_keeps_the_imagenet_structure(arch):
+    """strides (2, 2, 1, 1) must not add identity branches to the first
+    blocks of stages 3 and 4: an ImageNet checkpoint (all stride 2) loads
+    strictly into the output-stride-8 backbone."""
+    imagenet = MobileOne(arch, out_indices=(0, 1, 2, 3))
+    os8 = MobileOne(arch, out_indices=(0, 1, 2, 3), strides=(2, 2, 1, 1),
+                    dilations=(1, 1, 2, 4))
+    assert os8.stage3[0].identity is None and os8.stage4[0].identity is None
+    assert os8.stage3[2].identity is not None  # later depthwise blocks keep it
+    result = os8.load_state_dict(imagenet.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
 def test_fuse_conv_bn_formula():
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(4).double().eval()
