@@ -1,0 +1,216 @@
+"""tools/deploy.py: fuse, export to Core ML and ONNX, check, time, report."""
+import copy
+import json
+import platform
+import runpy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mobileone_mm.apis import UserError, build_model, load_config
+from mobileone_mm.deploy import export
+from mobileone_mm.deploy.export import DeployCheckFailed, deploy
+from mobileone_mm.models import MobileOneBlock
+
+from ..conftest import ROOT, subprocess_env
+
+TOOL = ROOT / 'tools' / 'deploy.py'
+DET_S0 = ROOT / 'configs' / 'detection' / 'ssdlite_mobileone_s0.py'
+DET_S1 = ROOT / 'configs' / 'detection' / 'ssdlite_mobileone_s1.py'
+CLS_S0 = ROOT / 'configs' / 'classification' / 'mobileone_s0_in1k.py'
+SEG_S0 = ROOT / 'configs' / 'segmentation' / 'deeplabv3_mobileone_s0_voc.py'
+S0_BLOCKS = 43  # stem + 2 x (2 + 8 + 10 + 1) block pairs, paper Table 2
+
+
+def run_tool(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd,
+                          env=subprocess_env())
+
+
+def trained_like_checkpoint(config, path):
+    """A checkpoint with realistic BN statistics (a few train-mode passes),
+    standing in for a trained model: its outputs have a sane scale, so
+    absolute differences mean something."""
+    cfg = load_config(str(config))
+    torch.manual_seed(0)
+    model = export.calibrate_bn(build_model(cfg), (1, 3, 224, 224))
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+def check_latency(stats, runs):
+    assert stats['runs'] == runs
+    assert 0 < stats['min'] <= stats['median'] <= stats['p90']
+
+
+def check_backbone_report(report, work_dir, shape, runs):
+    """Fields the issue names, with values that prove the export."""
+    assert report['input_shape'] == list(shape)
+    assert report['fusion']['unfused_blocks'] == 0
+    assert report['fusion']['fused_blocks'] == S0_BLOCKS
+    assert report['fusion']['max_abs_diff'] <= 1e-4
+    assert report['branch_free'] is True and report['checks_passed'] is True
+
+    coreml = report['coreml']
+    assert (work_dir / 'backbone.mlpackage').is_dir()
+    assert coreml['path'] == str(work_dir / 'backbone.mlpackage')
+    # a plain chain: one conv per fused block, ReLU after each, no add
+    assert coreml['ops']['conv'] == S0_BLOCKS
+    assert coreml['ops']['relu'] == S0_BLOCKS
+    assert 'add' not in coreml['ops'] and coreml['branch_free'] is True
+    if platform.system() != 'Darwin':
+        assert coreml['latency_ms'] is None
+        assert 'needs macOS' in coreml['note']
+    else:
+        check_latency(coreml['latency_ms'], runs)
+
+    onnx = report['onnx']
+    assert (work_dir / 'backbone.onnx').is_file()
+    assert onnx['ops']['Conv'] == S0_BLOCKS and 'Add' not in onnx['ops']
+    assert onnx['max_abs_diff'] <= 1e-4
+    assert onnx['max_abs_output'] > 0.1  # a real signal was compared
+    check_latency(onnx['latency_ms'], runs)
+    for kind in ('unfused', 'fused'):
+        check_latency(report['torch']['latency_ms'][kind], runs)
+
+
+def test_classification_s0_backbone(tmp_path):
+    ckpt = trained_like_checkpoint(CLS_S0, tmp_path / 'cls_s0.pth')
+    work = tmp_path / 'work'
+    proc = run_tool(CLS_S0, ckpt, '--work-dir', work, '--runs', 2,
+                    '--precision', 'fp16', '--target', 'iOS16')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((work / 'report.json').read_text())
+    assert report['checkpoint'] == str(ckpt) and report['arch'] == 's0'
+    assert report['notes'] == []  # trained weights: no random-weights warning
+    check_backbone_report(report, work, (1, 3, 224, 224), runs=2)
+    assert report['coreml']['precision'] == 'fp16'
+    assert report['coreml']['minimum_deployment_target'] == 'iOS16'
+    assert report['coreml']['ops']['cast'] >= 1  # fp16 program, fp32 I/O
+    # the terminal table
+    assert 'branch-free: 43 conv = 43 fused blocks, 0 add' in proc.stdout
+    assert 'PyTorch (fused)' in proc.stdout and 'ONNX Runtime' in proc.stdout
+
+
+def test_detection_s0_full_model(tmp_path):
+    """No checkpoint (the config's pretrained file is absent): random weights
+    with a warning; with --full-model the detector without NMS too."""
+    work = tmp_path / 'work'
+    proc = run_tool(DET_S0, '--work-dir', work, '--runs', 2, '--full-model')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'warning: no checkpoint' in proc.stderr
+    report = json.loads((work / 'report.json').read_text())
+    assert report['checkpoint'] is None and report['notes']
+    check_backbone_report(report, work, (1, 3, 320, 320), runs=2)
+    assert report['coreml']['precision'] == 'fp32'
+    assert 'cast' not in report['coreml']['ops']
+
+    full = report['full_model']
+    assert (work / 'model.mlpackage').is_dir() and (work / 'model.onnx').is_file()
+    # SSDLite: backbone 43 + depthwise-separable neck and head convs
+    assert full['coreml']['ops']['conv'] > S0_BLOCKS
+    assert full['onnx']['ops']['Conv'] == full['coreml']['ops']['conv']
+    # 6 levels x (class scores, box deltas), no NMS in the graph
+    assert 'NonMaxSuppression' not in full['onnx']['ops']
+    assert full['onnx']['max_abs_diff'] <= 1e-4
+    check_latency(full['onnx']['latency_ms'], 2)
+    check_latency(full['torch']['latency_ms']['fused'], 2)
+
+
+def test_segmentation_s0_dilated_backbone(tmp_path):
+    """The output-stride-8 backbone (dilated stages 3-4) is a plain chain
+    too; the whole DeepLabV3 (ASPP, no post-processing) exports and agrees
+    with PyTorch. Smaller input than the config's 512 to keep the test short."""
+    report = deploy(str(SEG_S0), None, str(tmp_path), runs=1,
+                    input_size=(128, 128), full_model=True, verbose=False)
+    assert report['input_shape'] == [1, 3, 128, 128]
+    assert report['coreml']['ops']['conv'] == S0_BLOCKS
+    assert 'add' not in report['coreml']['ops'] and report['branch_free']
+    assert report['onnx']['max_abs_diff'] <= 1e-4
+    full = report['full_model']
+    assert full['onnx']['max_abs_diff'] <= 1e-4
+    assert full['coreml']['ops']['conv'] == full['onnx']['ops']['Conv'] > S0_BLOCKS
+
+
+def test_fused_config_has_no_train_time_model(tmp_path):
+    """A deploy=True config builds fused: exported and timed as is, with no
+    'unfused' figure that would in fact be the fused model's."""
+    config = ROOT / 'configs' / 'classification' / 'mobileone_s0_in1k_deploy.py'
+    report = deploy(str(config), None, str(tmp_path), backends=['onnx'],
+                    runs=1, input_size=(64, 64), verbose=False)
+    assert any('already fused' in note for note in report['notes'])
+    assert report['torch']['latency_ms']['unfused'] is None
+    check_latency(report['torch']['latency_ms']['fused'], 1)
+    assert report['coreml'] is None and report['onnx']['ops']['Conv'] == S0_BLOCKS
+
+
+def fuse_all_but_one(model, inplace=False):
+    """A broken fusion: one stage-3 block keeps its train-time branches."""
+    model = model if inplace else copy.deepcopy(model)
+    blocks = [m for m in model.modules() if isinstance(m, MobileOneBlock)]
+    for block in blocks[:20] + blocks[21:]:
+        block.switch_to_deploy()
+    return model
+
+
+def test_unfused_block_is_not_branch_free(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, 'reparameterize', fuse_all_but_one)
+    work = tmp_path / 'work'
+    with pytest.raises(DeployCheckFailed, match='not branch-free') as info:
+        deploy(str(DET_S0), None, str(work), runs=1, input_size=(64, 64),
+               verbose=False)
+    report = info.value.report
+    assert report['branch_free'] is False and not report['checks_passed']
+    assert report['fusion']['unfused_blocks'] == 1
+    # S0 stage blocks have k=4 kxk branches + scale (+ identity): extra convs
+    # and the adds that sum them are visible in the exported programs
+    assert report['coreml']['ops']['conv'] > S0_BLOCKS
+    assert report['coreml']['ops']['add'] >= 1
+    assert report['coreml']['branch_free'] is False
+    assert report['onnx']['ops']['Add'] >= 1
+    assert json.loads((work / 'report.json').read_text())['branch_free'] is False
+
+    # the tool: the same failure is a one-line error and a non-zero exit
+    main = runpy.run_path(str(TOOL))['main']
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(DET_S0), '--work-dir', str(tmp_path / 'tool'), '--runs',
+              '1', '--input-size', '64', '64', '--backends', 'coreml'])
+    message = str(exit_info.value.code)
+    assert message.startswith('error: ') and 'not branch-free' in message
+    assert '\n' not in message
+
+
+def test_bad_input_is_one_line_error(tmp_path):
+    """Unknown config, checkpoint of another variant, unsupported backend:
+    one line on stderr, non-zero exit, nothing written."""
+    s1 = tmp_path / 'ssdlite_s1.pth'
+    torch.save(dict(state_dict=build_model(load_config(str(DET_S1)))
+                    .state_dict()), s1)
+    main = runpy.run_path(str(TOOL))['main']
+    cases = [(['configs/detection/ssdlite_mobileone_s9.py'],
+              'config not found: configs/detection/ssdlite_mobileone_s9.py'),
+             ([str(DET_S0), str(s1)], 'does not fit this config'),
+             ([str(DET_S0), '--backends', 'onnx', 'tflite'],
+              "unsupported backend 'tflite': choose from coreml onnx")]
+    for args, expected in cases:
+        with pytest.raises(SystemExit) as info:
+            main([*args, '--work-dir', str(tmp_path / 'work'), '--runs', '1'])
+        message = str(info.value.code)  # sys.exit(str): exit status 1
+        assert message.startswith('error: ') and expected in message
+        assert '\n' not in message and len(message) < 600
+    assert not (tmp_path / 'work' / 'report.json').exists()
+
+    # the same through a real process: exit status and stderr
+    proc = run_tool(*cases[2][0], '--work-dir', tmp_path / 'work')
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f'error: {cases[2][1]}']
+
+
+def test_api_rejects_bad_options():
+    with pytest.raises(UserError, match='precision'):
+        deploy(str(DET_S0), precision='int8', verbose=False)
+    with pytest.raises(UserError, match='iOS15'):
+        deploy(str(DET_S0), target='iOS14', verbose=False)

@@ -1,0 +1,72 @@
+"""Fuse a model, export it to Core ML and ONNX, check and time it.
+
+    python tools/deploy.py CONFIG [CHECKPOINT] --work-dir DIR
+        [--backends coreml onnx] [--runs N] [--input-size H W] [--full-model]
+        [--precision fp32|fp16] [--target iOS15..iOS18]
+        [--compute-units all|cpu_and_ne|cpu_only|cpu_and_gpu]
+
+Exports the full MobileOne backbone (with ``--full-model`` also the whole
+network without post-processing), checks fused vs unfused and ONNX Runtime
+vs PyTorch, reads the Core ML program's operations (a fused backbone must be
+a plain chain of convs), times each backend with the paper's protocol
+(Sec. 3.5) and writes DIR/report.json. Exits non-zero on bad input or when a
+check fails.
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+from mobileone_mm.apis import UserError
+from mobileone_mm.deploy.export import (BACKENDS, DeployCheckFailed, deploy,
+                                        format_report)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', nargs='?', default=None,
+                        help='trained weights; random weights when omitted')
+    parser.add_argument('--work-dir', help='output folder (default '
+                        'work_dirs/deploy/<config name>)')
+    parser.add_argument('--backends', nargs='+', default=list(BACKENDS),
+                        help=f'any of: {" ".join(BACKENDS)} (PyTorch is '
+                        'always timed)')
+    parser.add_argument('--runs', type=int, default=1000,
+                        help='timed runs after one warm-up (paper: 1000)')
+    parser.add_argument('--input-size', nargs=2, type=int, metavar=('H', 'W'),
+                        help='default: the config\'s input size')
+    parser.add_argument('--full-model', action='store_true',
+                        help='also export the whole network without '
+                        'post-processing')
+    parser.add_argument('--precision', default='fp32',
+                        help='Core ML compute precision: fp32 or fp16')
+    parser.add_argument('--target', default='iOS15',
+                        help='Core ML minimum deployment target: iOS15..iOS18')
+    parser.add_argument('--compute-units', default='all',
+                        help='Core ML timing on macOS: all, cpu_and_ne, '
+                        'cpu_only, cpu_and_gpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        report = deploy(args.config, args.checkpoint, work_dir=args.work_dir,
+                        backends=args.backends, runs=args.runs,
+                        input_size=args.input_size,
+                        full_model=args.full_model, precision=args.precision,
+                        target=args.target, compute_units=args.compute_units,
+                        cfg_options=args.cfg_options)
+    except UserError as err:
+        sys.exit(f'error: {err}')
+    except DeployCheckFailed as err:
+        print(format_report(err.report))
+        sys.exit(f'error: {err}')
+    print(format_report(report))
+
+
+if __name__ == '__main__':
+    main()
