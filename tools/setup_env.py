@@ -36,7 +36,8 @@ CHECK_MMCV_OPS = ('import torch, mmcv; from mmcv.ops import nms; '
                   'd, k = nms(b, torch.tensor([0.9, 0.8]), 0.5); '
                   'assert k.tolist() == [0], k')
 CHECK_STACK = ('import mmengine, mmcv.ops, mmdet, mmseg, mmpretrain, '
-               'coremltools, onnx, onnxruntime, pycocotools, mobileone_mm; '
+               'coremltools, onnx, onnxruntime, pycocotools, mobileone_mm, '
+               'mmdeploy.apis, aenum; '
                'import mmseg.utils, mmpretrain.models, mmdet.models; '
                "print('mmengine', mmengine.__version__, 'mmcv', mmcv.__version__, "
                "'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, "
@@ -140,9 +141,11 @@ def setup(py: Path, keep_torch: bool) -> None:
     say(f'2/{steps} mmcv')
     install_mmcv(py)
     say(f'3/{steps} mmengine, mmdet, mmsegmentation, mmpretrain, coremltools, '
-        'onnx, onnxruntime, pycocotools and mobileone_mm (editable)')
+        'onnx, onnxruntime, pycocotools, mmdeploy and mobileone_mm (editable)')
     constraint = [] if keep_torch else ['-c', CONSTRAINTS]
     pip(py, *constraint, '-e', f'{ROOT}[all,tests]')
+    # mmdeploy's protobuf<=3.20.2 pin conflicts with onnx: no-deps (constraints.txt)
+    pip(py, *constraint, '--no-deps', 'mmdeploy>=1.3.1,<1.4')
     say(f'4/{steps} checking that the stack imports together')
     run([py, '-c', CHECK_STACK], cwd=str(ROOT))
 

@@ -1,0 +1,124 @@
+"""tools/analysis/benchmark.py in --quick mode: sane JSON and PNG, goals
+computed from the measurements, the hand-written DynamicReLU."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobileone_mm.deploy import benchmark
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', ROOT / 'tools' / 'analysis' / 'benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench')
+    load_tool().main(['--quick', '--ablation', '--runs', '2', '--out-dir', str(out)])
+    return out, json.loads((out / 'benchmark.json').read_text())
+
+
+def test_quick_run_writes_sane_json(quick):
+    _, report = quick
+    models = report['models']
+    assert list(models) == list(benchmark.QUICK_MODELS)
+    assert report['input_shape'] == [1, 3, 224, 224] and report['runs'] == 2
+    # the official classifier's figures (ml-mobileone): 2.078 M params, 275 M MACs
+    fused, train = models['mobileone_s0_fused'], models['mobileone_s0']
+    assert fused['params'] == pytest.approx(2.078e6, rel=1e-3)
+    assert fused['macs'] == pytest.approx(275.1e6, rel=0.01)
+    assert train['macs'] > 3 * fused['macs'] and train['params'] > fused['params']
+    assert models['mobilenet_v2_1.0']['params'] == pytest.approx(3.5e6, rel=0.02)
+    for name, row in models.items():
+        assert row['paper_top1'] == benchmark.PAPER_TOP1[name.replace('_fused', '')]
+        assert row['onnx_max_rel_diff'] < 1e-5
+        for lat in row['latency_ms'].values():
+            assert 0 < lat['min'] <= lat['median'] <= lat['p90'] and lat['runs'] == 2
+    for backend in ('torch', 'onnx'):
+        s = report['spearman'][backend]
+        assert s['models'] == 3
+        assert -1 <= s['macs']['corr'] <= 1 and -1 <= s['params']['corr'] <= 1
+    assert report['machine']['cores'] >= 1 and report['machine']['torch']
+
+
+def test_goals_are_the_measured_ratios(quick):
+    _, report = quick
+    lat = {n: {b: v['min'] for b, v in r['latency_ms'].items()}
+           for n, r in report['models'].items()}
+    expected = [lat['mobileone_s0_fused']['torch'] / lat['mobilenet_v2_1.0']['torch'],
+                lat['mobileone_s0']['torch'] / lat['mobileone_s0_fused']['torch'],
+                lat['mobileone_s0_fused']['torch'] / lat['mobileone_s0_fused']['onnx']]
+    goals = report['goals']
+    assert [g['ratio'] for g in goals] == pytest.approx(expected)
+    assert [g['status'] for g in goals] == [
+        'PASS' if expected[0] <= 0.5 else 'FAIL',
+        'PASS' if expected[1] >= 5 else 'FAIL',
+        'PASS' if expected[2] >= 2 else 'FAIL']
+
+
+def test_goal_status_logic():
+    def row(torch_ms, onnx_ms=None):
+        lat = {'torch': {'min': torch_ms}}
+        if onnx_ms is not None:
+            lat['onnx'] = {'min': onnx_ms}
+        return {'latency_ms': lat}
+
+    good = {'mobileone_s0': row(10.), 'mobileone_s0_fused': row(1., 0.4),
+            'mobilenet_v2_1.0': row(2.5)}
+    assert [g['status'] for g in benchmark.goals(good)] == ['PASS'] * 3
+    bad = {'mobileone_s0': row(4.), 'mobileone_s0_fused': row(1., 0.9),
+           'mobilenet_v2_1.0': row(1.5)}
+    assert [g['status'] for g in benchmark.goals(bad)] == ['FAIL'] * 3
+    assert benchmark.goals({})[0]['status'] == 'MISSING'
+
+
+def test_png_and_ablation(quick):
+    out, report = quick
+    png = out / 'latency_vs_macs.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 10_000
+    ab = report['ablation']
+    assert ab['input_shape'] == [1, 3, 64, 64]
+    assert set(ab['table3']) == set(benchmark.TABLE3)
+    assert set(ab['table1b']) == {'baseline', '+se', '+se+skip'}
+    for table in ('table3', 'table1b'):
+        for row in ab[table].values():
+            assert row['latency_ms']['torch']['min'] > 0
+            assert row['latency_ms']['onnx']['min'] > 0
+            assert row['onnx_max_rel_diff'] < 1e-5
+    # Table 1b's rows are the Table 3 nets they name, skip connections added last
+    assert ab['table1b']['baseline'] == dict(ab['table3']['relu'], paper_iphone12_ms=1.53)
+    assert ab['table1b']['+se+skip']['params'] == ab['table3']['se_relu']['params']
+
+
+def test_conv_net30_layout():
+    net = benchmark.conv_net30('relu', skip=True)
+    layers = [m for m in net if isinstance(m, benchmark.ConvLayer)]
+    assert len(layers) == 30
+    assert sum(m.skip for m in layers) == 25  # all but each stage's strided first
+    assert net(torch.rand(1, 3, 64, 64)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize('kind', ['A', 'B'])
+def test_dynamic_relu_starts_as_relu_and_adapts(kind):
+    act = benchmark.DynamicReLU(8, kind)
+    x = torch.randn(2, 8, 5, 5)
+    torch.nn.init.zeros_(act.fc[-1].weight)
+    torch.nn.init.zeros_(act.fc[-1].bias)
+    torch.testing.assert_close(act(x), torch.relu(x))
+    torch.nn.init.normal_(act.fc[-1].bias)
+    assert not torch.allclose(act(x), torch.relu(x))
+
+
+def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        load_tool().main(['--models', 'resnet50', '--out-dir', str(tmp_path)])
+    assert 'unknown model(s) resnet50' in str(err.value)

@@ -1,0 +1,61 @@
+"""Reproduce the paper's latency analysis on this machine.
+
+    python tools/analysis/benchmark.py [--out-dir DIR] [--runs N]
+        [--models NAME ...] [--ablation] [--quick]
+
+MobileOne S0-S4 (train-time and fused) and the efficient backbones that the
+installed mmpretrain ships, as 1000-class classifiers, batch 1, fp32,
+224x224, in PyTorch eager and ONNX Runtime (paper Sec. 3.5 protocol); params,
+MACs, the Spearman correlations of Table 1a, a latency-vs-MACs plot with the
+paper's top-1, ``--ablation`` for Tables 3 and 1b, and the goals as measured
+ratios with PASS/FAIL. Writes DIR/benchmark.json and DIR/latency_vs_macs.png.
+"""
+import argparse
+import sys
+
+from mobileone_mm.apis import UserError
+from mobileone_mm.deploy import benchmark
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--runs', type=int, default=None,
+                        help='timed runs per model after one warm-up '
+                        '(default 1000 as the paper, 5 with --quick)')
+    parser.add_argument('--models', nargs='+', default=None,
+                        help='default: all available; names: '
+                        + ' '.join(benchmark.available_models()))
+    parser.add_argument('--ablation', action='store_true',
+                        help='also Table 3 (activations) and Table 1b (SE, '
+                        'skip connections) on a 30-layer conv net')
+    parser.add_argument('--quick', action='store_true',
+                        help='a smoke run: ' + ', '.join(benchmark.QUICK_MODELS)
+                        + ', 5 runs, ablation at 64x64')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    available = benchmark.available_models()
+    models = args.models or (list(benchmark.QUICK_MODELS) if args.quick
+                             else available)
+    runs = args.runs or (5 if args.quick else 1000)
+    try:
+        unknown = [m for m in models if m not in available]
+        if unknown:
+            raise UserError(f'unknown model(s) {" ".join(unknown)}; choose '
+                            f'from: {" ".join(available)}')
+        if runs < 1:
+            raise UserError('--runs must be at least 1')
+        report = benchmark.run(models, runs, args.out_dir,
+                               ablation=args.ablation,
+                               ablation_size=64 if args.quick else 224)
+    except UserError as err:
+        sys.exit(f'error: {err}')
+    print(benchmark.format_report(report))
+    print(f'wrote {args.out_dir}/benchmark.json')
+
+
+if __name__ == '__main__':
+    main()

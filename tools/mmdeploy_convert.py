@@ -1,0 +1,62 @@
+"""Convert a project model with mmdeploy 1.3.1 (what mmdeploy's own
+tools/deploy.py does; the PyPI wheel does not ship it).
+
+    python tools/mmdeploy_convert.py DEPLOY_CFG MODEL_CFG [CHECKPOINT]
+        --work-dir DIR [--img IMG] [--device cpu] [--check]
+
+DEPLOY_CFG: one of configs/deploy/*.py. Without CHECKPOINT the model gets
+random weights (saved to DIR/random_init.pth, with a warning). ``--check``
+runs the backend model (mmdeploy's wrapper) and PyTorch on IMG and prints
+their differences (needs a backend that runs here: ONNX Runtime; and trained
+weights: a random detector's class scores saturate and tie, so NMS keeps
+different boxes in each).
+"""
+import argparse
+import os
+import sys
+import warnings
+
+from mobileone_mm.apis import UserError
+from mobileone_mm.deploy import mmdeploy_compat
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('deploy_cfg')
+    parser.add_argument('model_cfg')
+    parser.add_argument('checkpoint', nargs='?', default=None)
+    parser.add_argument('--work-dir', required=True)
+    parser.add_argument('--img', default=None,
+                        help="image to trace with (default: matplotlib's "
+                        'grace_hopper.jpg)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--check', action='store_true',
+                        help='compare backend and PyTorch predictions on IMG')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            checkpoint = mmdeploy_compat.random_checkpoint(
+                args.model_cfg, os.path.join(args.work_dir, 'random_init.pth'))
+            warnings.warn(f'no checkpoint: random weights saved to {checkpoint}'
+                          + ('; --check needs trained weights' if args.check else ''))
+        files = mmdeploy_compat.convert(args.deploy_cfg, args.model_cfg,
+                                        checkpoint, args.work_dir, args.img,
+                                        args.device)
+        print('backend files: ' + ' '.join(files))
+        if args.check:
+            outputs = mmdeploy_compat.predict_both(
+                args.deploy_cfg, args.model_cfg, checkpoint, files, args.img,
+                args.device)
+            print('backend vs PyTorch: ' + ', '.join(
+                f'{k}={v}' for k, v in mmdeploy_compat.compare(outputs).items()))
+    except UserError as err:
+        sys.exit(f'error: {err}')
+
+
+if __name__ == '__main__':
+    main()
