@@ -13,7 +13,10 @@ EXPECTED_LAYOUTS = {
   JPEGImages/*.jpg
   SegmentationClass/*.png
   SegmentationClassAug/*.png   (SBD augmented masks)
-  ImageSets/Segmentation/{train,val,aug}.txt""",
+  ImageSets/Segmentation/{train,val,aug}.txt
+_coco-voc configs also: data/coco/train2017/*.jpg and
+  data/coco/voc_masks/train2017/*.png + voc_masks/train2017.txt
+  (python tools/coco_to_voc_masks.py data/coco/annotations/instances_train2017.json data/coco/voc_masks/train2017)""",
     'ADE20KDataset': """data/ade/ADEChallengeData2016/
   images/{training,validation}/*.jpg
   annotations/{training,validation}/*.png""",

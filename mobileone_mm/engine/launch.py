@@ -62,11 +62,15 @@ def add_fused_eval(cfg: Config, val: bool = True, test: bool = True) -> None:
 
 def check_pretrained(cfg: Config) -> None:
     """The backbone's ImageNet checkpoint must exist before training starts."""
-    from mobileone_mm.models.backbones.mobileone import missing_pretrained
+    from mobileone_mm.models.backbones.mobileone import (MobileOne,
+                                                         missing_pretrained)
     backbone = cfg.get('model', {}).get('backbone') or {}
     arch = backbone.get('arch', 's0')
-    message = missing_pretrained(backbone.get('init_cfg'),
-                                 arch if isinstance(arch, str) else 's0')
+    if not isinstance(arch, str):  # a changed preset, e.g. S4 without SE
+        widths = tuple(arch.get('widths', ()))
+        arch = next((name for name, preset in MobileOne.arch_settings.items()
+                     if tuple(preset['widths']) == widths), 's0')
+    message = missing_pretrained(backbone.get('init_cfg'), arch)
     if message:
         raise UserError(message)
 
