@@ -4,13 +4,16 @@
 PYTHON ?= python3
 PY = $(shell $(PYTHON) tools/setup_env.py --print-python)
 
-.PHONY: setup demo demo-backbone test clean
+.PHONY: setup demo demo-seg demo-backbone test clean
 
 setup:
 	@$(PYTHON) tools/setup_env.py
 
 demo: setup
 	@$(PY) tools/demo.py
+
+demo-seg: setup
+	@$(PY) tools/demo_seg.py
 
 demo-backbone: setup
 	@$(PY) tools/demo_backbone.py

@@ -1,7 +1,8 @@
 """The README's `make demo`: SSDLite-MobileOne-S0 on synthetic shapes, on CPU.
 
 generate data -> train from scratch -> evaluate -> fuse -> evaluate again
-(same mAP) -> draw predictions -> summary with the measured goal.
+(same mAP) -> draw predictions -> export the fused detector (ONNX and Core ML,
+checked) -> summary with the measured goal.
 """
 import os
 import os.path as osp
@@ -11,13 +12,11 @@ from typing import Dict, List
 
 import torch
 
+from .demo_common import print_timings, stage, train_and_evaluate
+
 CONFIG = 'configs/detection/ssdlite_mobileone_s0_shapes.py'
 GOAL_MAP = 0.5
 GOAL_MINUTES = 10.0
-
-
-def _stage(msg: str) -> None:
-    print(f'\n=== {msg}', flush=True)
 
 
 def _ensure_data(root: str, num_train: int, num_val: int, seed: int) -> None:
@@ -48,8 +47,8 @@ def _draw(config: str, checkpoint: str, images: List[str], out_path: str) -> Non
 
 
 def run(work_dir: str = 'work_dirs/demo', data_root: str = 'data/shapes',
-        num_train: int = 800, num_val: int = 200, seed: int = 0) -> Dict:
-    from mobileone_mm.engine.launch import test, train
+        num_train: int = 800, num_val: int = 200, seed: int = 0,
+        export_runs: int = 20) -> Dict:
     torch.manual_seed(seed)
     start = time.time()
     timings = {}
@@ -62,52 +61,42 @@ def run(work_dir: str = 'work_dirs/demo', data_root: str = 'data/shapes',
         'randomness.seed': seed,
     }
 
-    _stage(f'1/5 synthetic shapes data set ({data_root})')
+    stage(f'1/6 synthetic shapes data set ({data_root})')
     t = time.time()
     _ensure_data(data_root, num_train, num_val, seed)
     timings['data'] = time.time() - t
 
-    _stage(f'2/5 train SSDLite-MobileOne-S0 from scratch ({CONFIG})')
-    t = time.time()
-    train_dir = osp.join(work_dir, 'train')
-    shutil.rmtree(train_dir, ignore_errors=True)
-    runner = train(CONFIG, work_dir=train_dir, cfg_options=options)
-    checkpoint = osp.join(train_dir, f'epoch_{runner.max_epochs}.pth')
-    timings['train'] = time.time() - t
+    checkpoint, unfused, fused = train_and_evaluate(
+        CONFIG, 'SSDLite-MobileOne-S0', work_dir, options, timings, 2, 6)
 
-    _stage('3/5 evaluate the trained (unfused) model on the held-out split')
-    t = time.time()
-    unfused = test(CONFIG, checkpoint, work_dir=osp.join(work_dir, 'test'),
-                   cfg_options=options)
-    timings['eval'] = time.time() - t
-
-    _stage('4/5 fuse the branches (switch_to_deploy) and evaluate again')
-    t = time.time()
-    fused = test(CONFIG, checkpoint, work_dir=osp.join(work_dir, 'test_fused'),
-                 deploy=True, cfg_options=options)
-    timings['eval_fused'] = time.time() - t
-
-    _stage('5/5 draw predictions of the fused model')
+    stage('5/6 draw predictions of the fused model')
     picture = osp.join(work_dir, 'predictions.jpg')
     val_dir = osp.join(data_root, 'val')
     images = sorted(os.listdir(val_dir))[:8]
     _draw(CONFIG, checkpoint, [osp.join(val_dir, i) for i in images], picture)
+
+    stage('6/6 export the fused detector to ONNX and Core ML (tools/deploy.py)')
+    t = time.time()
+    from mobileone_mm.deploy import deploy, format_report
+    export_dir = osp.join(work_dir, 'export')
+    report = deploy(CONFIG, checkpoint, work_dir=export_dir, runs=export_runs,
+                    full_model=True, cfg_options=options, verbose=False)
+    print(format_report(report))
+    timings['export'] = time.time() - t
     total = time.time() - start
 
     map_unfused = unfused['coco/bbox_mAP']
     map_fused = fused['coco/bbox_mAP']
     summary = dict(map_unfused=map_unfused, map_fused=map_fused,
                    minutes=total / 60, checkpoint=checkpoint, picture=picture,
-                   timings=timings)
-    _stage('summary')
-    print(f'machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads')
-    for key, value in timings.items():
-        print(f'  {key:11s} {value / 60:5.1f} min')
+                   report=osp.join(export_dir, 'report.json'), timings=timings)
+    print_timings(timings)
     print(f'bbox mAP (held-out {num_val} images): unfused {map_unfused:.3f}, '
           f'fused {map_fused:.3f} ({"same" if map_unfused == map_fused else "DIFFERENT"})')
     print(f'total {total / 60:.1f} min; goal mAP >= {GOAL_MAP} in <= '
           f'{GOAL_MINUTES:.0f} min: '
           f'{"met" if map_fused >= GOAL_MAP and total / 60 <= GOAL_MINUTES else "NOT met"}')
-    print(f'checkpoint: {checkpoint}\npredictions: {picture}')
+    print(f'checkpoint: {checkpoint}\npredictions: {picture}\n'
+          f'export: {export_dir}/ (backbone.onnx, backbone.mlpackage, '
+          f'model.onnx, model.mlpackage, report.json)')
     return summary

@@ -13,14 +13,12 @@ from typing import Dict, List
 
 import torch
 
+from .demo_common import print_timings, stage, train_and_evaluate
+
 CONFIG = 'configs/segmentation/deeplabv3_mobileone_s0_shapes.py'
 GOAL_MIOU = 0.6
 GOAL_MINUTES = 10.0
 IMAGE_SIZE = 96  # the config's crop size
-
-
-def _stage(msg: str) -> None:
-    print(f'\n=== {msg}', flush=True)
 
 
 def ensure_data(root: str, num_train: int, num_val: int, seed: int,
@@ -74,12 +72,11 @@ def draw(config: str, checkpoint: str, images: List[str], masks: List[str],
 def run(work_dir: str = 'work_dirs/demo_seg',
         data_root: str = 'data/shapes_seg', num_train: int = 800,
         num_val: int = 200, seed: int = 0) -> Dict:
-    from mobileone_mm.engine.launch import test, train
     torch.manual_seed(seed)
     start = time.time()
     timings = {}
 
-    _stage(f'1/5 synthetic shapes data set in the VOC layout ({data_root})')
+    stage(f'1/5 synthetic shapes data set in the VOC layout ({data_root})')
     t = time.time()
     voc_root = ensure_data(data_root, num_train, num_val, seed)
     timings['data'] = time.time() - t
@@ -88,27 +85,10 @@ def run(work_dir: str = 'work_dirs/demo_seg',
                               'test_dataloader')}
     options['randomness.seed'] = seed
 
-    _stage(f'2/5 train DeepLabV3-MobileOne-S0 from scratch ({CONFIG})')
-    t = time.time()
-    train_dir = osp.join(work_dir, 'train')
-    shutil.rmtree(train_dir, ignore_errors=True)
-    runner = train(CONFIG, work_dir=train_dir, cfg_options=options)
-    checkpoint = osp.join(train_dir, f'epoch_{runner.max_epochs}.pth')
-    timings['train'] = time.time() - t
+    checkpoint, unfused, fused = train_and_evaluate(
+        CONFIG, 'DeepLabV3-MobileOne-S0', work_dir, options, timings, 2, 5)
 
-    _stage('3/5 evaluate the trained (unfused) model on the held-out split')
-    t = time.time()
-    unfused = test(CONFIG, checkpoint, work_dir=osp.join(work_dir, 'test'),
-                   cfg_options=options)
-    timings['eval'] = time.time() - t
-
-    _stage('4/5 fuse the branches (switch_to_deploy) and evaluate again')
-    t = time.time()
-    fused = test(CONFIG, checkpoint, work_dir=osp.join(work_dir, 'test_fused'),
-                 deploy=True, cfg_options=options)
-    timings['eval_fused'] = time.time() - t
-
-    _stage('5/5 draw predictions of the fused model (mmseg MMSegInferencer)')
+    stage('5/5 draw predictions of the fused model (mmseg MMSegInferencer)')
     t = time.time()
     picture = osp.join(work_dir, 'predictions.jpg')
     names = sorted(os.listdir(osp.join(voc_root, 'SegmentationClass')))
@@ -125,11 +105,7 @@ def run(work_dir: str = 'work_dirs/demo_seg',
     summary = dict(miou_unfused=miou_unfused, miou_fused=miou_fused,
                    minutes=total / 60, checkpoint=checkpoint, picture=picture,
                    timings=timings)
-    _stage('summary')
-    print(f'machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads')
-    for key, value in timings.items():
-        print(f'  {key:11s} {value / 60:5.1f} min')
+    print_timings(timings)
     same = 'same' if miou_unfused == miou_fused else 'DIFFERENT'
     print(f'mIoU (held-out {num_val} images, 4 classes incl. background): '
           f'unfused {miou_unfused:.4f}, fused {miou_fused:.4f} ({same})')
