@@ -107,7 +107,7 @@ def top1(name: str) -> Optional[float]:
 
 def measure(model: nn.Module, input_shape: Sequence[int], runs: int,
             work_dir: str, name: str, backends=('torch', 'onnx'),
-            macs: bool = True) -> Dict:
+            macs: bool = True, threads: int = 0) -> Dict:
     """Params, MACs and per-backend latency of one model."""
     model.eval()
     row = dict(params=count_params(model),
@@ -119,7 +119,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], runs: int,
     if 'onnx' in backends:
         path = export_onnx(model, torch.rand(*input_shape),
                            os.path.join(work_dir, f'{name}.onnx'))
-        session = onnx_session(path)
+        session = onnx_session(path, threads)
         x = torch.rand(*input_shape)
         diff = onnx_max_abs_diff(session, model, x)
         # random weights: outputs can be large (summed train-time branches),
@@ -286,14 +286,14 @@ TABLE1B = {'baseline': ('relu', False, 1.53), '+se': ('se_relu', False, 2.10),
 
 
 def run_ablation(runs: int, input_size: int, work_dir: str,
-                 backends=('torch', 'onnx')) -> Dict:
+                 backends=('torch', 'onnx'), threads: int = 0) -> Dict:
     shape = (1, 3, input_size, input_size)
     out = dict(input_shape=list(shape), table3={}, table1b={})
     cache = {}
     for act, paper in TABLE3.items():
         torch.manual_seed(0)
         row = measure(conv_net30(act), shape, runs, work_dir, f'net30_{act}',
-                      backends, macs=False)
+                      backends, macs=False, threads=threads)
         row['paper_iphone12_ms'] = paper
         out['table3'][act] = cache[(act, False)] = row
     for name, (act, skip, paper) in TABLE1B.items():
@@ -301,7 +301,8 @@ def run_ablation(runs: int, input_size: int, work_dir: str,
         if row is None:
             torch.manual_seed(0)
             row = measure(conv_net30(act, skip), shape, runs, work_dir,
-                          f'net30_{act}_skip', backends, macs=False)
+                          f'net30_{act}_skip', backends, macs=False,
+                          threads=threads)
         out['table1b'][name] = dict(row, paper_iphone12_ms=paper)
     return out
 
@@ -323,11 +324,16 @@ def machine() -> Dict:
 
 
 def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
-        ablation: bool = False, ablation_size: int = 224,
+        ablation: bool = False, ablation_size: int = 224, threads: int = 0,
         log: Callable[[str], None] = print) -> Dict:
+    """``threads``: CPU threads for PyTorch and ONNX Runtime (0: each
+    library's default)."""
     os.makedirs(out_dir, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
     shape = (1, 3, input_size, input_size)
     report = dict(machine=machine(), input_shape=list(shape), runs=runs,
+                  threads=threads or 'library defaults',
                   protocol='paper Sec. 3.5: load, preallocate input, run '
                   'once, then `runs` timed runs; min (paper), median, p90',
                   models={})
@@ -335,7 +341,8 @@ def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
         for name in models:
             log(f'measuring {name} ...')
             torch.manual_seed(0)
-            row = measure(build(name), shape, runs, tmp, name)
+            row = measure(build(name), shape, runs, tmp, name,
+                          threads=threads)
             row['paper_top1'] = top1(name)
             report['models'][name] = row
         report['spearman'] = {b: spearman(report['models'], b)
@@ -345,7 +352,8 @@ def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
                               os.path.join(out_dir, 'latency_vs_macs.png'))
         if ablation:
             log('ablation: 30-layer conv net ...')
-            report['ablation'] = run_ablation(runs, ablation_size, tmp)
+            report['ablation'] = run_ablation(runs, ablation_size, tmp,
+                                              threads=threads)
     with open(os.path.join(out_dir, 'benchmark.json'), 'w') as f:
         json.dump(report, f, indent=2)
     return report

@@ -23,7 +23,12 @@ def load_tool():
 @pytest.fixture(scope='module')
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp('bench')
-    load_tool().main(['--quick', '--ablation', '--runs', '2', '--out-dir', str(out)])
+    threads = torch.get_num_threads()
+    try:
+        load_tool().main(['--quick', '--ablation', '--runs', '2', '--threads', '1',
+                          '--out-dir', str(out)])
+    finally:
+        torch.set_num_threads(threads)
     return out, json.loads((out / 'benchmark.json').read_text())
 
 
@@ -48,6 +53,7 @@ def test_quick_run_writes_sane_json(quick):
         assert s['models'] == 3
         assert -1 <= s['macs']['corr'] <= 1 and -1 <= s['params']['corr'] <= 1
     assert report['machine']['cores'] >= 1 and report['machine']['torch']
+    assert report['machine']['torch_threads'] == 1  # --threads 1
 
 
 def test_goals_are_the_measured_ratios(quick):
@@ -122,3 +128,9 @@ def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         load_tool().main(['--models', 'resnet50', '--out-dir', str(tmp_path)])
     assert 'unknown model(s) resnet50' in str(err.value)
+
+
+def test_negative_threads_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        load_tool().main(['--quick', '--threads', '-1', '--out-dir', str(tmp_path)])
+    assert '--threads must be 0' in str(err.value)

@@ -29,6 +29,9 @@ def parse_args(argv=None):
     parser.add_argument('--ablation', action='store_true',
                         help='also Table 3 (activations) and Table 1b (SE, '
                         'skip connections) on a 30-layer conv net')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='CPU threads for PyTorch and ONNX Runtime '
+                        '(default 0: each library\'s own default)')
     parser.add_argument('--quick', action='store_true',
                         help='a smoke run: ' + ', '.join(benchmark.QUICK_MODELS)
                         + ', 5 runs, ablation at 64x64')
@@ -48,9 +51,12 @@ def main(argv=None):
                             f'from: {" ".join(available)}')
         if runs < 1:
             raise UserError('--runs must be at least 1')
+        if args.threads < 0:
+            raise UserError('--threads must be 0 (library default) or more')
         report = benchmark.run(models, runs, args.out_dir,
                                ablation=args.ablation,
-                               ablation_size=64 if args.quick else 224)
+                               ablation_size=64 if args.quick else 224,
+                               threads=args.threads)
     except UserError as err:
         sys.exit(f'error: {err}')
     print(benchmark.format_report(report))
