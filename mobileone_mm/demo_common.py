@@ -1,10 +1,12 @@
 """What the detection and segmentation demos share: progress lines, the
 train -> evaluate -> evaluate fused sequence, and the timing summary."""
+import argparse
 import os
 import os.path as osp
 import shutil
+import sys
 import time
-from typing import Dict, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 
@@ -51,3 +53,20 @@ def print_timings(timings: Dict[str, float]) -> None:
           f'{torch.get_num_threads()} threads')
     for key, value in timings.items():
         print(f'  {key:11s} {value / 60:5.1f} min')
+
+
+def main(run: Callable[..., dict], doc: str, work_dir: str, data_root: str,
+         metric: str) -> None:
+    """The command line of tools/demo.py and tools/demo_seg.py: run the demo
+    and exit non-zero when the fused model's ``metric`` differs."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument('--work-dir', default=work_dir)
+    parser.add_argument('--data-root', default=data_root)
+    parser.add_argument('--num-train', type=int, default=800)
+    parser.add_argument('--num-val', type=int, default=200)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    summary = run(args.work_dir, args.data_root, args.num_train, args.num_val,
+                  args.seed)
+    if summary[f'{metric}_fused'] != summary[f'{metric}_unfused']:
+        sys.exit(f'error: fused and unfused {metric} differ')
