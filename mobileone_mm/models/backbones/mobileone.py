@@ -240,6 +240,14 @@ class MobileOne(BaseModule):
         norm_cfg: Norm layer config (BN or SyncBN).
         act_cfg: Activation config (the paper uses ReLU only, Sec. 3.2).
         deploy: Build the fused, branch-free network directly.
+        branch_gamma: BN scale ``gamma`` given at initialisation to the conv
+            branches of blocks that have an identity branch. ``None`` (the
+            default) keeps 1, as ml-mobileone. A small value (0, 0.1) starts
+            the training-time network close to its identity branches, as
+            ``zero_init_residual`` does for ResNet: the plain net then trains
+            from scratch in hundreds of iterations instead of stalling near
+            chance (the CPU demos need this). Not applied when ``init_cfg``
+            loads a checkpoint; the fused network is the same either way.
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
             checkpoint='mobileone_s0.pth', prefix='backbone.')``.
 
@@ -277,6 +285,7 @@ class MobileOne(BaseModule):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: Optional[dict] = dict(type='ReLU'),
                  deploy: bool = False,
+                 branch_gamma: Optional[float] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1, layer=['_BatchNorm'])
@@ -296,6 +305,10 @@ class MobileOne(BaseModule):
         self.dilations = tuple(dilations)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        if branch_gamma is not None and branch_gamma < 0:
+            raise ValueError(f'branch_gamma must be >= 0 or None, got '
+                             f'{branch_gamma}')
+        self.branch_gamma = branch_gamma
         block_cfg = dict(norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)
 
         widths = self.arch['widths']
@@ -408,6 +421,25 @@ class MobileOne(BaseModule):
         if message:
             raise FileNotFoundError(message)
         super().init_weights()
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [
+            self.init_cfg
+        ]
+        loaded = any(
+            isinstance(c, dict) and c.get('type') == 'Pretrained'
+            for c in cfgs)
+        if self.branch_gamma is not None and not loaded:
+            self._init_branch_gamma(self.branch_gamma)
+
+    @torch.no_grad()
+    def _init_branch_gamma(self, gamma: float) -> None:
+        for block in self.blocks():
+            if block.is_fused or block.identity is None:
+                continue
+            branches = list(block.conv_kxk)
+            if block.conv_scale is not None:
+                branches.append(block.conv_scale)
+            for branch in branches:
+                branch.bn.weight.fill_(gamma)
 
     def blocks(self) -> List[MobileOneBlock]:
         return [m for m in self.modules() if isinstance(m, MobileOneBlock)]

@@ -277,3 +277,41 @@ def test_pretrained_init_cfg_with_prefix(tmp_path):
     model.init_weights()
     for k, v in src.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v)
+
+
+def test_branch_gamma_init():
+    """``branch_gamma`` scales only the conv branches of blocks that have an
+    identity branch, leaves a loaded checkpoint alone and fuses exactly."""
+    model = MobileOne('s0', branch_gamma=0.1)
+    model.init_weights()
+    with_identity = [b for b in model.blocks() if b.identity is not None]
+    without = [b for b in model.blocks() if b.identity is None]
+    assert with_identity and without
+    for block in with_identity:
+        branches = list(block.conv_kxk) + (
+            [block.conv_scale] if block.conv_scale is not None else [])
+        for branch in branches:
+            assert torch.all(branch.bn.weight == 0.1)
+        assert torch.all(block.identity.weight == 1)
+    for block in without:
+        for branch in block.conv_kxk:
+            assert torch.all(branch.bn.weight == 1)
+    x = torch.rand(2, 3, 64, 64)
+    model.eval()
+    unfused = model(x)[-1]
+    model.switch_to_deploy()
+    torch.testing.assert_close(model(x)[-1], unfused, rtol=1e-4, atol=1e-4)
+
+    with pytest.raises(ValueError, match='branch_gamma'):
+        MobileOne('s0', branch_gamma=-1)
+
+
+def test_branch_gamma_skipped_for_pretrained(tmp_path):
+    src = MobileOne('s0')
+    path = tmp_path / 'cls.pth'
+    torch.save({'state_dict': src.state_dict(), 'meta': {}}, path)
+    model = MobileOne('s0', branch_gamma=0.0,
+                      init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v)
