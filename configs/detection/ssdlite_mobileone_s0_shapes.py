@@ -14,15 +14,26 @@ metainfo = dict(
 input_size = 128
 
 model = dict(
-    backbone=dict(init_cfg=None),  # from scratch: a demo has no ImageNet weights
+    backbone=dict(
+        init_cfg=None,  # from scratch: a demo has no ImageNet weights
+        # from scratch, a plain 43-layer BN net barely moves in minutes;
+        # gamma 0.1 on the branches of identity blocks starts it near its
+        # identity paths (README, "The backbone"): bbox mAP 0.005 -> 0.21
+        # with SGD, 12 epochs
+        branch_gamma=0.1),
     bbox_head=dict(
         num_classes=3,
-        # the 320-px SSDLite anchors scaled to 128 px; feature maps are
-        # 8, 4, 2, 1, 1, 1 cells wide
+        # Anchors fitted to the data's 17-57 px boxes at 128 px (feature maps
+        # 8, 4, 2, 1, 1, 1 cells wide, stride 16-128). The 320-px SSDLite
+        # anchors scaled to 128 px (min_sizes 19, 40, ..., ratios 2 and 3
+        # everywhere) put boxes over 40 px on the stride-32 level: 28 % of
+        # the boxes had no anchor with IoU >= 0.5 (1.5 matched anchors per
+        # box); these sizes leave 4 % (3.2 per box): bbox mAP 0.48 -> 0.65.
         anchor_generator=dict(
             strides=[16, 32, 64, 128, 128, 128],
-            min_sizes=[19, 40, 60, 81, 101, 122],
-            max_sizes=[40, 60, 81, 101, 122, 128])))
+            ratios=[[2], [2], [2, 3], [2, 3], [2, 3], [2, 3]],
+            min_sizes=[28, 40, 60, 81, 101, 122],
+            max_sizes=[56, 60, 81, 101, 122, 128])))
 
 # Short schedule: random flip only (SSD's expand/crop/colour augmentation pays
 # off over hundreds of epochs, not ten).
@@ -74,7 +85,11 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', begin=0, T_max=max_epochs,
          end=max_epochs, by_epoch=True, eta_min=0)
 ]
-optim_wrapper = dict(optimizer=dict(lr=0.05))  # batch 12, from scratch
+# AdamW instead of the paper's SGD: in 12 epochs from scratch it reached
+# bbox mAP 0.44 (lr 2e-3) and 0.48 (lr 4e-3; 0.46 at 8e-3) where SGD lr 0.05
+# reached 0.21 (before the anchors were fitted).
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.004, weight_decay=0.05))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

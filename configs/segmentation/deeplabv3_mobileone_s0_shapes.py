@@ -17,7 +17,13 @@ crop_size = (96, 96)  # CPU: the images' own size instead of 512
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(init_cfg=None, norm_cfg=norm_cfg),  # from scratch
+    backbone=dict(
+        init_cfg=None,  # from scratch: a demo has no ImageNet weights
+        norm_cfg=norm_cfg,
+        # from scratch, a plain 43-layer BN net barely moves in minutes;
+        # gamma 0.1 on the branches of identity blocks starts it near its
+        # identity paths (README, "The backbone"): mIoU 0.18 -> 0.52 at lr 1e-3
+        branch_gamma=0.1),
     # CPU: ASPP and FCN at 64 channels instead of 256 (the ASPP's dilated
     # 3x3 convs on 1024 input channels are most of the model's MACs)
     decode_head=dict(num_classes=4, channels=64, norm_cfg=norm_cfg),
@@ -70,10 +76,11 @@ test_dataloader = val_dataloader
 # ---- schedule: minutes on a CPU instead of 50 epochs on 8 GPUs
 max_epochs = 5  # 200 iterations each (800 images, batch 4): 1,000 in all
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-# From scratch: 10x the paper's lr, and no 10x head multiplier (it exists
-# because a fresh head sits on a pretrained backbone; here both are fresh).
+# From scratch: 30x the paper's lr (mIoU 0.74 at 3e-3, 0.52 at 1e-3), and no
+# 10x head multiplier (it exists because a fresh head sits on a pretrained
+# backbone; here both are fresh).
 optim_wrapper = dict(
-    optimizer=dict(lr=1e-3), paramwise_cfg=dict(_delete_=True))
+    optimizer=dict(lr=3e-3), paramwise_cfg=dict(_delete_=True))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=50),

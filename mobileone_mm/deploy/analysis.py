@@ -1,6 +1,6 @@
 """Params, MACs and latency with the paper's protocol (Sec. 3.5)."""
 import time
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Hashable, Sequence
 
 import numpy as np
 import torch
@@ -36,17 +36,35 @@ def measure_latency(run: Callable[[], object], runs: int = 1000) -> Dict[str, fl
     """The paper's protocol: the model is loaded and its input preallocated
     by the caller (``run`` closes over both); run once, then ``runs`` timed
     runs. The paper reports the minimum; median and p90 are given too."""
-    run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    return interleaved_latency({None: run}, runs, rounds=1)[None]
+
+
+def interleaved_latency(runners: Dict[Hashable, Callable[[], object]],
+                        runs: int = 1000,
+                        rounds: int = 10) -> Dict[Hashable, Dict[str, float]]:
+    """The paper's protocol for several models compared with each other:
+    each is run once, then the ``runs`` timed runs of every model are taken
+    in ``rounds`` alternating blocks (model A's block, B's block, ..., then
+    again). On a shared or throttling CPU the speed drifts over seconds; in
+    blocks, every model sees the same slow and fast phases, so their ratios
+    do not depend on which one happened to be timed in a fast phase."""
+    rounds = max(1, min(rounds, runs))
+    blocks = [runs // rounds + (i < runs % rounds) for i in range(rounds)]
+    for run in runners.values():
         run()
-        times.append(time.perf_counter() - start)
-    return latency_stats(times)
+    times = {key: [] for key in runners}
+    for block in blocks:
+        for key, run in runners.items():
+            for _ in range(block):
+                start = time.perf_counter()
+                run()
+                times[key].append(time.perf_counter() - start)
+    return {key: latency_stats(t) for key, t in times.items()}
 
 
-def torch_latency(model: nn.Module, input_shape: Sequence[int],
-                  runs: int = 1000) -> Dict[str, float]:
+def torch_runner(model: nn.Module,
+                 input_shape: Sequence[int]) -> Callable[[], None]:
+    """One inference of ``model`` on a preallocated random input."""
     model.eval()
     param = next(model.parameters())
     x = torch.rand(*input_shape, dtype=param.dtype, device=param.device)
@@ -57,7 +75,12 @@ def torch_latency(model: nn.Module, input_shape: Sequence[int],
         if x.is_cuda:
             torch.cuda.synchronize()
 
-    return measure_latency(run, runs)
+    return run
+
+
+def torch_latency(model: nn.Module, input_shape: Sequence[int],
+                  runs: int = 1000) -> Dict[str, float]:
+    return measure_latency(torch_runner(model, input_shape), runs)
 
 
 class LinearClassifier(nn.Module):

@@ -31,7 +31,7 @@ from mmengine.config import Config
 from mobileone_mm.apis import (UserError, build_model, forward_tensors,
                                input_shape_from_config, load_config,
                                max_abs_diff)
-from .analysis import measure_latency, torch_latency
+from .analysis import interleaved_latency, measure_latency, torch_runner
 from .onnx_utils import export_onnx, onnx_latency, onnx_run, onnx_session
 from .reparameterize import count_unfused, reparameterize
 
@@ -357,10 +357,13 @@ def _export_target(name: str, unfused: Optional[nn.Module], fused: nn.Module,
         section['onnx'] = onnx
     log(f'PyTorch: timing {runs} runs' + (', unfused and fused'
                                            if unfused is not None else ''))
-    section['torch'] = dict(latency_ms=dict(
-        unfused=None if unfused is None else torch_latency(unfused, shape,
-                                                           runs),
-        fused=torch_latency(fused, shape, runs)))
+    # in alternating blocks: the fusion speed-up is a ratio of the two
+    runners = dict(fused=torch_runner(fused, shape))
+    if unfused is not None:
+        runners['unfused'] = torch_runner(unfused, shape)
+    latency = interleaved_latency(runners, runs)
+    section['torch'] = dict(latency_ms=dict(unfused=latency.get('unfused'),
+                                            fused=latency['fused']))
     return section
 
 

@@ -2,7 +2,7 @@
 benchmark (torch's exporter and onnxruntime; nothing hand-written but the
 glue)."""
 import os
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -70,9 +70,14 @@ def onnx_max_abs_diff(session, model: nn.Module, x: torch.Tensor) -> float:
                for o, r in zip(outputs, reference))
 
 
+def onnx_runner(session, input_shape: Sequence[int]) -> Callable[[], object]:
+    """One ONNX Runtime inference on a preallocated random input."""
+    x = np.random.rand(*input_shape).astype(np.float32)
+    feed = {session.get_inputs()[0].name: x}
+    return lambda: session.run(None, feed)
+
+
 def onnx_latency(session, input_shape: Sequence[int],
                  runs: int = 1000) -> Dict[str, float]:
     """The paper's protocol (Sec. 3.5) on an ONNX Runtime session."""
-    x = np.random.rand(*input_shape).astype(np.float32)  # preallocated
-    feed = {session.get_inputs()[0].name: x}
-    return measure_latency(lambda: session.run(None, feed), runs)
+    return measure_latency(onnx_runner(session, input_shape), runs)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mobileone_mm.deploy import benchmark
+from mobileone_mm.deploy.analysis import interleaved_latency
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,14 +74,16 @@ def test_goals_are_the_measured_ratios(quick):
 
 def test_goal_status_logic():
     def row(torch_ms, onnx_ms=None):
-        lat = {'torch': {'min': torch_ms}}
+        lat = {'torch': {'min': torch_ms, 'median': 2 * torch_ms}}
         if onnx_ms is not None:
-            lat['onnx'] = {'min': onnx_ms}
+            lat['onnx'] = {'min': onnx_ms, 'median': 2 * onnx_ms}
         return {'latency_ms': lat}
 
     good = {'mobileone_s0': row(10.), 'mobileone_s0_fused': row(1., 0.4),
             'mobilenet_v2_1.0': row(2.5)}
     assert [g['status'] for g in benchmark.goals(good)] == ['PASS'] * 3
+    assert [g['ratio_of_medians'] for g in benchmark.goals(good)] == \
+        pytest.approx([0.4, 10., 2.5])
     bad = {'mobileone_s0': row(4.), 'mobileone_s0_fused': row(1., 0.9),
            'mobilenet_v2_1.0': row(1.5)}
     assert [g['status'] for g in benchmark.goals(bad)] == ['FAIL'] * 3
@@ -134,3 +137,36 @@ def test_negative_threads_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as err:
         load_tool().main(['--quick', '--threads', '-1', '--out-dir', str(tmp_path)])
     assert '--threads must be 0' in str(err.value)
+
+
+def test_interleaved_latency_alternates_blocks():
+    calls = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in 'ab'}
+    stats = interleaved_latency(runners, runs=7, rounds=3)
+    # one warm-up each, then blocks of 3, 2, 2 runs, alternating
+    assert ''.join(calls) == 'ab' + 'aaabbb' + 'aabb' + 'aabb'
+    assert {k: v['runs'] for k, v in stats.items()} == {'a': 7, 'b': 7}
+    assert all(0 <= v['min'] <= v['median'] <= v['p90'] for v in stats.values())
+    # more rounds than runs: one run per block
+    calls.clear()
+    interleaved_latency(runners, runs=2, rounds=10)
+    assert ''.join(calls) == 'ab' + 'ab' + 'ab'
+
+
+def test_isolated_and_in_process_modes(quick, tmp_path):
+    _, report = quick  # the CLI's default: one fresh process per model
+    assert report['isolate'] is True and 'fresh process' in report['protocol']
+    threads = torch.get_num_threads()
+    try:
+        shared = benchmark.run(['mobileone_s0_fused', 'mobilenet_v2_1.0'], runs=3,
+                               out_dir=str(tmp_path), input_size=64,
+                               threads=1, isolate=False, log=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert shared['isolate'] is False and 'alternating' in shared['protocol']
+    for row in shared['models'].values():
+        assert set(row['latency_ms']) == {'torch', 'onnx'}
+        assert all(lat['runs'] == 3 for lat in row['latency_ms'].values())
+    # the same models give the same params and MACs either way
+    for name in shared['models']:
+        assert shared['models'][name]['params'] == report['models'][name]['params']

@@ -32,6 +32,11 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=0,
                         help='CPU threads for PyTorch and ONNX Runtime '
                         '(default 0: each library\'s own default)')
+    parser.add_argument('--in-process', action='store_true',
+                        help='time all models in this process (runs in '
+                        'alternating blocks) instead of each in a fresh '
+                        'process: faster, but one model\'s allocations can '
+                        'change another\'s time')
     parser.add_argument('--quick', action='store_true',
                         help='a smoke run: ' + ', '.join(benchmark.QUICK_MODELS)
                         + ', 5 runs, ablation at 64x64')
@@ -56,7 +61,8 @@ def main(argv=None):
         report = benchmark.run(models, runs, args.out_dir,
                                ablation=args.ablation,
                                ablation_size=64 if args.quick else 224,
-                               threads=args.threads)
+                               threads=args.threads,
+                               isolate=not args.in_process)
     except UserError as err:
         sys.exit(f'error: {err}')
     print(benchmark.format_report(report))
