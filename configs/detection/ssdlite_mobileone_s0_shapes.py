@@ -77,7 +77,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # ---- schedule: minutes on a CPU instead of 200 epochs on 8 GPUs
-max_epochs = 12  # 67 iterations each with 800 images
+max_epochs = 10  # 67 iterations each (800 images); mAP 0.65 at 10 and 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
