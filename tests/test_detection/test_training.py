@@ -88,8 +88,11 @@ def test_resume_restores_training_state_with_augmentation(shapes_root, tmp_path)
     saved_opt = ckpt['optimizer']['state']
     assert saved_opt, 'no optimizer state saved'
     for idx, state in saved_opt.items():
-        torch.testing.assert_close(seen['optimizer']['state'][idx]['momentum_buffer'],
-                                   state['momentum_buffer'])
+        # every per-parameter buffer (SGD's momentum_buffer, AdamW's step,
+        # exp_avg and exp_avg_sq, ...)
+        assert set(seen['optimizer']['state'][idx]) == set(state) and state
+        for key, value in state.items():
+            torch.testing.assert_close(seen['optimizer']['state'][idx][key], value)
     assert [s['last_step'] for s in seen['schedulers']] == \
         [s['last_step'] for s in ckpt['param_schedulers']]
     assert seen['lr'] == pytest.approx(ckpt['param_schedulers'][-1]['_last_value'][0])
