@@ -184,10 +184,9 @@ def measure_models(specs: Dict[str, object], input_shape: Sequence[int],
     ``isolate`` (default): each model in a fresh Python process, as an app
     that loads one model; nothing one model did to the process (memory
     allocator state, thread pools, caches) changes another's time. Measured
-    here: glibc malloc returns MobileNetV2's large activations to the OS
-    after each run unless an earlier model in the same process raised its
-    mmap threshold, so its time in a shared process depended on the models
-    timed before it (12-18 ms at 224x224).
+    here: MobileNetV2's time in a shared process depended on the models
+    timed before it (12-18 ms at 224x224); raising glibc malloc's mmap and
+    trim thresholds removed the difference (README, Benchmarks).
     ``isolate=False``: all models in this process, each backend's runs in
     alternating blocks (``interleaved_latency``): faster, and robust to the
     machine's speed drifting, but subject to the cross-model effects above.

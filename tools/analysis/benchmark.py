@@ -1,7 +1,7 @@
 """Reproduce the paper's latency analysis on this machine.
 
     python tools/analysis/benchmark.py [--out-dir DIR] [--runs N]
-        [--models NAME ...] [--ablation] [--quick]
+        [--models NAME ...] [--ablation] [--threads N] [--in-process] [--quick]
 
 MobileOne S0-S4 (train-time and fused) and the efficient backbones that the
 installed mmpretrain ships, as 1000-class classifiers, batch 1, fp32,
