@@ -35,13 +35,17 @@ def _preset(alphas: Sequence[float], k: int,
         num_se_blocks=tuple(se))
 
 
+def pretrained_cfgs(init_cfg) -> List[dict]:
+    """The ``Pretrained`` entries of an mmengine ``init_cfg``."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return [cfg for cfg in cfgs
+            if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained']
+
+
 def missing_pretrained(init_cfg, arch: str = 's0') -> Optional[str]:
     """A message saying how to get the ``Pretrained`` checkpoint that
     ``init_cfg`` names, or ``None`` when it exists (or is a URL)."""
-    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-    for cfg in cfgs:
-        if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
-            continue
+    for cfg in pretrained_cfgs(init_cfg):
         path = cfg.get('checkpoint')
         if isinstance(path, str) and '://' not in path and not osp.isfile(path):
             return (f'MobileOne ImageNet checkpoint not found: {path}. Make '
@@ -421,13 +425,8 @@ class MobileOne(BaseModule):
         if message:
             raise FileNotFoundError(message)
         super().init_weights()
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [
-            self.init_cfg
-        ]
-        loaded = any(
-            isinstance(c, dict) and c.get('type') == 'Pretrained'
-            for c in cfgs)
-        if self.branch_gamma is not None and not loaded:
+        if self.branch_gamma is not None and not pretrained_cfgs(
+                self.init_cfg):
             self._init_branch_gamma(self.branch_gamma)
 
     @torch.no_grad()
