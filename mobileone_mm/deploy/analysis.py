@@ -1,6 +1,7 @@
 """Params, MACs and latency with the paper's protocol (Sec. 3.5)."""
+import functools
 import time
-from typing import Callable, Dict, Hashable, Sequence
+from typing import Callable, Dict, Hashable, List, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +40,35 @@ def measure_latency(run: Callable[[], object], runs: int = 1000) -> Dict[str, fl
     return interleaved_latency({None: run}, runs, rounds=1)[None]
 
 
+def time_runs(run: Callable[[], object], n: int) -> List[float]:
+    """Seconds taken by each of ``n`` calls of ``run``."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_blocks(timers: Dict[Hashable, Callable[[int], Sequence[float]]],
+                       runs: int = 1000,
+                       rounds: int = 10) -> Dict[Hashable, Dict[str, float]]:
+    """``interleaved_latency`` for timers that run a whole block and return
+    its times, ``timers[key](n) -> n times`` (e.g. a model in another
+    process, timed there: no messaging inside the timed region). Each is
+    run once untimed (``timers[key](1)``, discarded), then the ``runs``
+    timed runs of every model are taken in ``rounds`` alternating blocks."""
+    rounds = max(1, min(rounds, runs))
+    blocks = [runs // rounds + (i < runs % rounds) for i in range(rounds)]
+    for timer in timers.values():
+        timer(1)
+    times = {key: [] for key in timers}
+    for block in blocks:
+        for key, timer in timers.items():
+            times[key].extend(timer(block))
+    return {key: latency_stats(t) for key, t in times.items()}
+
+
 def interleaved_latency(runners: Dict[Hashable, Callable[[], object]],
                         runs: int = 1000,
                         rounds: int = 10) -> Dict[Hashable, Dict[str, float]]:
@@ -48,18 +78,9 @@ def interleaved_latency(runners: Dict[Hashable, Callable[[], object]],
     again). On a shared or throttling CPU the speed drifts over seconds; in
     blocks, every model sees the same slow and fast phases, so their ratios
     do not depend on which one happened to be timed in a fast phase."""
-    rounds = max(1, min(rounds, runs))
-    blocks = [runs // rounds + (i < runs % rounds) for i in range(rounds)]
-    for run in runners.values():
-        run()
-    times = {key: [] for key in runners}
-    for block in blocks:
-        for key, run in runners.items():
-            for _ in range(block):
-                start = time.perf_counter()
-                run()
-                times[key].append(time.perf_counter() - start)
-    return {key: latency_stats(t) for key, t in times.items()}
+    return interleaved_blocks(
+        {key: functools.partial(time_runs, run)
+         for key, run in runners.items()}, runs, rounds)
 
 
 def torch_runner(model: nn.Module,

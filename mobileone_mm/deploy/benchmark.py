@@ -23,7 +23,8 @@ import torch.nn as nn
 from mobileone_mm.apis import forward_tensors
 
 from .analysis import (LinearClassifier, count_macs, count_params,
-                       interleaved_latency, measure_latency, torch_runner)
+                       interleaved_blocks, interleaved_latency, time_runs,
+                       torch_runner)
 from .onnx_utils import (export_onnx, onnx_max_abs_diff, onnx_runner,
                          onnx_session)
 from .reparameterize import reparameterize
@@ -157,60 +158,131 @@ def build_spec(spec) -> nn.Module:
     return build(spec)
 
 
-def _measure_alone(spec, name: str, input_shape: Sequence[int], runs: int,
-                   work_dir: str, threads: int, macs: bool) -> Dict:
-    """One model in this (fresh) process, timed with the paper's protocol:
-    PyTorch first, right after the model is built (MAC counting and the
-    ONNX export trace the model, and their allocations change the memory
-    allocator's state), then MACs, the ONNX export and ONNX Runtime."""
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = build_spec(spec).eval()
-    latency = measure_latency(torch_runner(model, input_shape), runs)
-    row, runners = prepare(model, input_shape, work_dir, name,
-                           backends=('onnx', ), macs=macs, threads=threads)
-    row['latency_ms']['torch'] = latency
-    row['latency_ms']['onnx'] = measure_latency(runners['onnx'], runs)
-    return row
+def _serve(conn, spec, input_shape: Sequence[int], threads: int) -> None:
+    """A worker process holding one model: built first and timed in
+    PyTorch before anything else (MAC counting and the ONNX export trace
+    the model, and their allocations change the memory allocator's state);
+    then, on request, its MACs, ONNX export and ONNX Runtime session.
+    Commands: ``('time', backend, n)`` -> n run times (s);
+    ``('prepare', name, work_dir, macs)`` -> the report row; ``None``: stop.
+    Every answer is ``(ok, value)``, a traceback when not ok."""
+    import traceback
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = build_spec(spec).eval()
+        runners = dict(torch=torch_runner(model, input_shape))
+        conn.send((True, None))
+        while (msg := conn.recv()) is not None:
+            if msg[0] == 'time':
+                answer = time_runs(runners[msg[1]], msg[2])
+            else:
+                answer, onnx = prepare(model, input_shape, msg[2], msg[1],
+                                       backends=('onnx', ), macs=msg[3],
+                                       threads=threads)
+                runners.update(onnx)
+            conn.send((True, answer))
+    except Exception:  # reported by the parent, with the model's name
+        conn.send((False, traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class ModelProcess:
+    """One model in its own fresh (spawned) Python process; see ``_serve``."""
+
+    def __init__(self, name: str, spec, input_shape: Sequence[int],
+                 threads: int) -> None:
+        import multiprocessing
+        context = multiprocessing.get_context('spawn')
+        self.name = name
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, spec, tuple(input_shape), threads),
+            daemon=True)
+        self.process.start()
+        child.close()
+
+    def call(self, *msg):
+        """Send ``msg`` (``()``: only wait until the model is built)."""
+        if msg:
+            self.conn.send(msg)
+        try:
+            ok, answer = self.conn.recv()
+        except EOFError:
+            ok, answer = False, (f'the process exited (code '
+                                 f'{self.process.exitcode})')
+        if not ok:
+            raise RuntimeError(f'measuring {self.name} failed:\n{answer}')
+        return answer
+
+    def timer(self, backend: str) -> Callable[[int], List[float]]:
+        return lambda n: self.call('time', backend, n)
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+        self.conn.close()
 
 
 def measure_models(specs: Dict[str, object], input_shape: Sequence[int],
                    runs: int, work_dir: str, threads: int = 0,
                    macs: bool = True, isolate: bool = True,
                    log: Callable[[str], None] = print) -> Dict[str, Dict]:
-    """Report rows for ``{name: spec}``.
+    """Report rows for ``{name: spec}``; per backend, the models' runs are
+    taken in 10 alternating blocks (``analysis.interleaved_blocks``), so
+    that a drift of the machine's speed is shared by all models.
 
-    ``isolate`` (default): each model in a fresh Python process, as an app
-    that loads one model; nothing one model did to the process (memory
-    allocator state, thread pools, caches) changes another's time. Measured
-    here: MobileNetV2's time in a shared process depended on the models
-    timed before it (12-18 ms at 224x224); raising glibc malloc's mmap and
-    trim thresholds removed the difference (README, Benchmarks).
-    ``isolate=False``: all models in this process, each backend's runs in
-    alternating blocks (``interleaved_latency``): faster, and robust to the
-    machine's speed drifting, but subject to the cross-model effects above.
+    ``isolate`` (default): each model lives in its own fresh Python process
+    (as an app that loads one model), all of them at once, timed in turn:
+    nothing one model did to its process (memory allocator state, thread
+    pools, caches) changes another's time. Measured here: MobileNetV2's
+    time in a shared process depended on the models timed before it
+    (12-18 ms at 224x224); raising glibc malloc's mmap and trim thresholds
+    removed the difference (README, Benchmarks).
+    ``isolate=False``: all models in this process: less memory and start-up
+    time, but subject to the cross-model effects above.
     """
     rows = {}
-    if isolate:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        context = multiprocessing.get_context('spawn')
+    if not isolate:
+        runners = {}
         for name, spec in specs.items():
-            log(f'measuring {name} in a fresh process ...')
-            with ProcessPoolExecutor(1, mp_context=context) as pool:
-                rows[name] = pool.submit(_measure_alone, spec, name,
-                                         tuple(input_shape), runs, work_dir,
-                                         threads, macs).result()
+            log(f'building and exporting {name} ...')
+            torch.manual_seed(0)
+            rows[name], runners[name] = prepare(build_spec(spec), input_shape,
+                                                work_dir, name, macs=macs,
+                                                threads=threads)
+        time_all(rows, runners, runs, log)
         return rows
-    runners = {}
-    for name, spec in specs.items():
-        log(f'building and exporting {name} ...')
-        torch.manual_seed(0)
-        rows[name], runners[name] = prepare(build_spec(spec), input_shape,
-                                            work_dir, name, macs=macs,
-                                            threads=threads)
-    time_all(rows, runners, runs, log)
+    log(f'starting {len(specs)} model processes ...')
+    procs = {}
+    try:
+        for name, spec in specs.items():
+            procs[name] = ModelProcess(name, spec, input_shape, threads)
+        for proc in procs.values():
+            proc.call()  # built
+        log(f'timing {len(procs)} models in torch, {runs} runs each ...')
+        torch_stats = interleaved_blocks(
+            {name: p.timer('torch') for name, p in procs.items()}, runs)
+        for name, proc in procs.items():
+            log(f'exporting {name} ...')
+            rows[name] = proc.call('prepare', name, work_dir, macs)
+            rows[name]['latency_ms']['torch'] = torch_stats[name]
+        log(f'timing {len(procs)} models in onnx, {runs} runs each ...')
+        for name, stats in interleaved_blocks(
+                {name: p.timer('onnx') for name, p in procs.items()},
+                runs).items():
+            rows[name]['latency_ms']['onnx'] = stats
+    finally:
+        for proc in procs.values():
+            proc.close()
     return rows
 
 
@@ -425,9 +497,9 @@ def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
     shape = (1, 3, input_size, input_size)
     protocol = ('paper Sec. 3.5: load, preallocate input, run once, then '
                 '`runs` timed runs; min (paper), median, p90; ')
-    protocol += ('each model in a fresh process' if isolate else
-                 'all models in one process, per backend the models\' runs '
-                 'in 10 alternating blocks')
+    protocol += ('each model in its own fresh process' if isolate else
+                 'all models in one process')
+    protocol += ', per backend the models\' runs in 10 alternating blocks'
     report = dict(machine=machine(), input_shape=list(shape), runs=runs,
                   threads=threads or 'library defaults', protocol=protocol,
                   isolate=isolate, models={})

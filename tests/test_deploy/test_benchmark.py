@@ -155,7 +155,7 @@ def test_interleaved_latency_alternates_blocks():
 
 def test_isolated_and_in_process_modes(quick, tmp_path):
     _, report = quick  # the CLI's default: one fresh process per model
-    assert report['isolate'] is True and 'fresh process' in report['protocol']
+    assert report['isolate'] is True and 'own fresh process' in report['protocol']
     threads = torch.get_num_threads()
     try:
         shared = benchmark.run(['mobileone_s0_fused', 'mobilenet_v2_1.0'], runs=3,
@@ -170,3 +170,13 @@ def test_isolated_and_in_process_modes(quick, tmp_path):
     # the same models give the same params and MACs either way
     for name in shared['models']:
         assert shared['models'][name]['params'] == report['models'][name]['params']
+
+
+def test_model_process_reports_a_failure_with_the_model_name(tmp_path):
+    # a model that cannot be built: the worker's traceback reaches the
+    # caller, named, and no worker process is left behind
+    import multiprocessing
+    with pytest.raises(RuntimeError, match=r'measuring bogus failed(.|\n)*KeyError'):
+        benchmark.measure_models({'bogus': 'no_such_model'}, (1, 3, 32, 32), 2,
+                                 str(tmp_path), threads=1, log=lambda _: None)
+    assert multiprocessing.active_children() == []

@@ -58,6 +58,21 @@ def missing_pretrained(init_cfg, arch: str = 's0') -> Optional[str]:
     return None
 
 
+# Activations that take no ``inplace`` argument (mmcv ConvModule's list).
+_NO_INPLACE = ('Tanh', 'PReLU', 'Sigmoid', 'HSigmoid', 'Swish', 'GELU')
+
+
+def _activation(act_cfg: Optional[dict]) -> nn.Module:
+    """``build_activation_layer`` with ``inplace=True`` by default, as
+    ``mmcv.cnn.ConvModule``: no extra output tensor per block."""
+    if not act_cfg:
+        return nn.Identity()
+    act_cfg = dict(act_cfg)
+    if act_cfg['type'] not in _NO_INPLACE:
+        act_cfg.setdefault('inplace', True)
+    return build_activation_layer(act_cfg)
+
+
 class SqueezeExcite(nn.Module):
     """SE-ReLU (Hu et al.) as in ml-mobileone: global pool, 1x1 reduce, ReLU,
     1x1 expand, sigmoid gate. Written here (four lines) because mmcv has no
@@ -93,7 +108,9 @@ class MobileOneBlock(BaseModule):
         num_conv_branches: ``k``, the trivial over-parameterization factor.
         use_se: Apply SE-ReLU after the conv (MobileOne-S4).
         norm_cfg: Norm layer of every branch (BN or SyncBN).
-        act_cfg: Activation after the block; ``None`` for none.
+        act_cfg: Activation after the block; ``None`` for none. Applied in
+            place where the activation allows it, as mmcv's ``ConvModule``
+            does (its input is always a fresh tensor here).
         use_identity: Add the BN-only identity branch. ``None`` (default):
             when input and output shapes match (same channels, stride 1).
         deploy: Build the fused single conv directly.
@@ -133,7 +150,7 @@ class MobileOneBlock(BaseModule):
         self.norm_cfg = norm_cfg
 
         self.se = SqueezeExcite(out_channels) if use_se else nn.Identity()
-        self.act = build_activation_layer(act_cfg) if act_cfg else nn.Identity()
+        self.act = _activation(act_cfg)
 
         self.reparam_conv: Optional[nn.Conv2d] = None
         self.conv_kxk: Optional[nn.ModuleList] = None

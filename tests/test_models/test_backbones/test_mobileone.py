@@ -209,6 +209,37 @@ def test_gradients_reach_every_parameter(arch):
     assert no_grad == []
 
 
+@pytest.mark.parametrize('fused', [False, True])
+def test_inplace_activation_gives_the_same_outputs_and_grads(fused):
+    # ReLU runs in place (as in mmcv's ConvModule); outputs and gradients
+    # must equal those of the out-of-place network
+    torch.manual_seed(0)
+    model = MobileOne('s4', out_indices=(0, 1, 2, 3)).train()
+    randomize_bn(model)
+    if fused:
+        model = reparameterize(model).train()
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert relus and all(m.inplace for m in relus)
+    reference = copy.deepcopy(model)
+    for m in reference.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    x = torch.rand(2, 3, 64, 64)
+    grads = []
+    for net in (model, reference):
+        outs = net(x)
+        sum((o * o).mean() for o in outs).backward()
+        grads.append([outs] + [p.grad for p in net.parameters()])
+    for a, b in zip(*grads):
+        if isinstance(a, (list, tuple)):
+            for u, v in zip(a, b):
+                torch.testing.assert_close(u, v)
+        else:
+            torch.testing.assert_close(a, b)
+    gelu = MobileOne('s0', act_cfg=dict(type='GELU'))  # takes no inplace
+    assert any(isinstance(m, nn.GELU) for m in gelu.modules())
+
+
 @pytest.mark.parametrize('frozen_stages', [0, 2, 4])
 def test_frozen_stages(frozen_stages):
     model = MobileOne('s0', frozen_stages=frozen_stages, out_indices=(3, ))
