@@ -33,9 +33,9 @@ def parse_args(argv=None):
                         help='CPU threads for PyTorch and ONNX Runtime '
                         '(default 0: each library\'s own default)')
     parser.add_argument('--in-process', action='store_true',
-                        help='time all models in this process (runs in '
-                        'alternating blocks) instead of each in a fresh '
-                        'process: faster, but one model\'s allocations can '
+                        help='keep all models in this process instead of '
+                        'each in its own fresh process (about 0.5 GB each): '
+                        'less memory, but one model\'s allocations can '
                         'change another\'s time')
     parser.add_argument('--quick', action='store_true',
                         help='a smoke run: ' + ', '.join(benchmark.QUICK_MODELS)
