@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -337,12 +337,32 @@ def goals(results: Dict[str, Dict]) -> List[Dict]:
     return out
 
 
+def _label_offsets(points: List[Tuple[float, float, str]], to_pixels,
+                   dpi: float, height: float = 9.) -> List[Tuple]:
+    """Vertical offsets (points) that keep 7-pt labels from overlapping:
+    from the lowest point up, a label that would cover one already placed
+    moves above it."""
+    scale = 72. / dpi
+    placed, out = [], []
+    for x, y, label in sorted(points, key=lambda p: p[1]):
+        px, py = (v * scale for v in to_pixels.transform((x, y)))
+        left, right = px + 3, px + 3 + 4. * len(label)
+        bottom = py + 3
+        for pl, pr, pb in sorted(placed, key=lambda b: b[2]):
+            if pl < right and left < pr and abs(bottom - pb) < height:
+                bottom = pb + height
+        placed.append((left, right, bottom))
+        out.append((x, y, label, bottom - py))
+    return out
+
+
 def plot(results: Dict[str, Dict], path: str, backend: str = 'torch') -> str:
     """Latency (min) vs MACs, each point labelled with the paper's top-1."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    points = []
     for name, row in results.items():
         if backend not in row['latency_ms']:
             continue
@@ -351,8 +371,11 @@ def plot(results: Dict[str, Dict], path: str, backend: str = 'torch') -> str:
                  if name.startswith('mobileone') else 'tab:blue')
         ax.scatter(x, y, c=color, s=25)
         acc = top1(name)
-        label = name + (f' ({acc:.1f}%)' if acc is not None else '')
-        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3),
+        points.append((x, y, name + (f' ({acc:.1f}%)'
+                                     if acc is not None else '')))
+    fig.canvas.draw()  # fixes the axis limits the label layout needs
+    for x, y, label, dy in _label_offsets(points, ax.transData, fig.dpi):
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, dy),
                     textcoords='offset points')
     ax.set_xlabel('MACs (M), fvcore-style')
     ax.set_ylabel(f'latency, min of runs (ms), {backend}, batch 1, fp32')

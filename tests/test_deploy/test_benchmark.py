@@ -108,6 +108,17 @@ def test_png_and_ablation(quick):
     assert ab['table1b']['+se+skip']['params'] == ab['table3']['se_relu']['params']
 
 
+def test_plot_labels_of_close_points_do_not_overlap():
+    from matplotlib.transforms import Affine2D
+    identity = Affine2D()  # data coordinates are pixels; 72 dpi: pixels are points
+    points = [(0., 0., 'a' * 10), (5., 2., 'b' * 10), (200., 1., 'c' * 10)]
+    out = {label: dy for _, _, label, dy in
+           benchmark._label_offsets(points, identity, dpi=72., height=9.)}
+    assert out['a' * 10] == 3  # lowest: its default place
+    assert 2 + out['b' * 10] >= 0 + out['a' * 10] + 9  # moved above 'a'
+    assert out['c' * 10] == 3  # far to the right: not moved
+
+
 def test_conv_net30_layout():
     net = benchmark.conv_net30('relu', skip=True)
     layers = [m for m in net if isinstance(m, benchmark.ConvLayer)]
