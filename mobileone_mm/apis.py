@@ -1,19 +1,26 @@
-"""Build any project model (classifier, detector, segmentor) from its config."""
+"""Load a config and build its model (classifier, detector, segmentor)."""
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
-import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
 
-
-class UserError(RuntimeError):
-    """Bad input from the command line; tools print it as one line."""
+import mobileone_mm.models  # noqa: F401  (registers MobileOne and the heads)
+from mobileone_mm.utils.errors import UserError
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read a config; a missing/broken file or options that do not fit it
-    raise :class:`UserError` with one line instead of a parser traceback."""
+    raise :class:`UserError` with one line instead of a parser traceback.
+
+    Example:
+        >>> load_config('no/such/config.py')
+        Traceback (most recent call last):
+        ...
+        mobileone_mm.utils.errors.UserError: config not found: no/such/config.py
+    """
     if not os.path.isfile(path):
         raise UserError(f'config not found: {path}')
     try:
@@ -33,10 +40,6 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None,
                 device: str = 'cpu') -> nn.Module:
     """Build ``cfg.model`` in the config's ``default_scope`` and optionally
     load a checkpoint (strictly: a checkpoint of another variant fails)."""
-    from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
-
-    import mobileone_mm  # noqa: F401  (registers MobileOne)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
@@ -53,44 +56,15 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None,
 
 
 def input_shape_from_config(cfg: Config) -> Tuple[int, int, int, int]:
-    """``(1, 3, H, W)`` at the config's training/eval resolution."""
+    """``(1, 3, H, W)`` at the config's training/eval resolution.
+
+    Example:
+        >>> input_shape_from_config(Config(dict(crop_size=(96, 128))))
+        (1, 3, 96, 128)
+    """
     for key in ('input_size', 'crop_size', 'img_scale'):
         size = cfg.get(key)
         if size is not None:
             size = (size, size) if isinstance(size, int) else tuple(size)
             return (1, 3, int(size[0]), int(size[1]))
     return (1, 3, 224, 224)
-
-
-def forward_tensors(model: nn.Module, x: torch.Tensor) -> Sequence[torch.Tensor]:
-    """Raw network outputs (no post-processing) as a flat list of tensors."""
-    with torch.no_grad():
-        if hasattr(model, 'data_preprocessor'):
-            out = model(x, mode='tensor')
-        else:
-            out = model(x)
-    flat = []
-
-    def walk(obj):
-        if isinstance(obj, torch.Tensor):
-            flat.append(obj)
-        elif isinstance(obj, (list, tuple)):
-            for item in obj:
-                walk(item)
-        elif isinstance(obj, dict):
-            for item in obj.values():
-                walk(item)
-
-    walk(out)
-    return flat
-
-
-def max_abs_diff(model_a: nn.Module, model_b: nn.Module,
-                 x: torch.Tensor) -> Tuple[float, float]:
-    """Largest absolute output difference and the largest reference output."""
-    outs_a, outs_b = forward_tensors(model_a, x), forward_tensors(model_b, x)
-    if len(outs_a) != len(outs_b):
-        raise RuntimeError('the two models return different outputs')
-    diff = max(float((a - b).abs().max()) for a, b in zip(outs_a, outs_b))
-    scale = max(float(a.abs().max()) for a in outs_a)
-    return diff, scale

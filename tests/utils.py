@@ -19,5 +19,5 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def classifier(backbone: nn.Module, num_classes: int = 1000) -> nn.Module:
-    from mobileone_mm.deploy import LinearClassifier
+    from mobileone_mm.models import LinearClassifier
     return LinearClassifier(backbone, num_classes)

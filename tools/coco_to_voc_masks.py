@@ -11,7 +11,7 @@ import os.path as osp
 import sys
 import time
 
-from mobileone_mm.apis import UserError
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.datasets.coco_to_voc import convert
 
 

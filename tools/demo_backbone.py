@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from mobileone_mm import MobileOne, reparameterize
-from mobileone_mm.deploy import (LinearClassifier, count_macs, count_params,
-                                 torch_latency)
+from mobileone_mm.deploy import count_macs, count_params, torch_latency
+from mobileone_mm.models import LinearClassifier
 
 
 def main():

@@ -17,7 +17,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from mobileone_mm.apis import UserError
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.deploy.export import (BACKENDS, DeployCheckFailed, deploy,
                                         format_report)
 

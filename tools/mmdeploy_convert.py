@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 
-from mobileone_mm.apis import UserError
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.deploy import mmdeploy_compat
 
 

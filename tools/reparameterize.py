@@ -13,8 +13,9 @@ import sys
 import torch
 
 from mobileone_mm import reparameterize
-from mobileone_mm.apis import (UserError, build_model, input_shape_from_config,
-                               load_config, max_abs_diff)
+from mobileone_mm.apis import build_model, input_shape_from_config, load_config
+from mobileone_mm.deploy.compare import compare_models
+from mobileone_mm.utils.errors import UserError
 
 
 def parse_args():
@@ -40,7 +41,8 @@ def main():
         sys.exit(f'error: {err}')
     fused = reparameterize(model)
     x = torch.rand(*input_shape_from_config(cfg))
-    diff, scale = max_abs_diff(model, fused, x)
+    check = compare_models(fused, model, x, args.rtol)
+    diff, scale = check['max_abs_diff'], check['max_abs_output']
     print(f'fused vs unfused on {tuple(x.shape)}: max |diff| = {diff:.3g} '
           f'(largest output {scale:.3g})')
     if diff > args.rtol * max(scale, 1.0):

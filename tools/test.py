@@ -7,7 +7,7 @@
 import argparse
 import sys
 
-from mobileone_mm.apis import UserError
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.engine import MissingDataError
 from mobileone_mm.engine.launch import add_common_args, parse_tool_args, test
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from mobileone_mm.models.backbones.mobileone import MobileOne
+from mobileone_mm.version import __version__
 
 Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
 
@@ -214,7 +215,6 @@ def convert_file(src: str, dst: str,
     src_format = src_format or detect_format(state_dict)
     converted = convert(state_dict, src_format)
     info = validate(converted)
-    from mobileone_mm import __version__
     meta = dict(src=os.path.basename(src), src_format=src_format,
                 mobileone_mm_version=__version__, **info)
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)

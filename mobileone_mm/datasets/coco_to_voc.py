@@ -106,7 +106,7 @@ def convert(ann_file: str, out_dir: str, list_file: Optional[str] = None,
     cat_to_voc = category_to_voc_index(coco.loadCats(coco.getCatIds()))
     if not cat_to_voc:
         names = [c['name'] for c in coco.loadCats(coco.getCatIds())][:5]
-        from mobileone_mm.apis import UserError
+        from mobileone_mm.utils.errors import UserError
         raise UserError(f'{ann_file} has none of the 20 VOC categories '
                          f'(COCO names such as "person", "car"); its '
                          f'categories start {names}')

@@ -13,20 +13,19 @@
 """
 import json
 import os
-import platform
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-from mobileone_mm.apis import forward_tensors
+from mobileone_mm.models import LinearClassifier
+from mobileone_mm.utils.machine import machine
 
-from .analysis import (LinearClassifier, count_macs, count_params,
-                       interleaved_blocks, interleaved_latency, time_runs,
-                       torch_runner)
-from .onnx_utils import (export_onnx, onnx_max_abs_diff, onnx_runner,
-                         onnx_session)
+from .complexity import count_macs, count_params
+from .latency import (interleaved_blocks, interleaved_latency, time_runs,
+                      torch_runner)
+from .onnx import export_onnx, onnx_compare, onnx_runner, onnx_session
 from .reparameterize import reparameterize
 
 # ImageNet-1k top-1 (%) from the paper's Table 8 (224x224, no distillation).
@@ -126,12 +125,11 @@ def prepare(model: nn.Module, input_shape: Sequence[int], work_dir: str,
                            os.path.join(work_dir, f'{name}.onnx'))
         session = onnx_session(path, threads)
         x = torch.rand(*input_shape)
-        diff = onnx_max_abs_diff(session, model, x)
         # random weights: outputs can be large (summed train-time branches),
         # so the diff is also given relative to the largest output
-        scale = max(float(t.abs().max()) for t in forward_tensors(model, x))
-        row['onnx_max_abs_diff'] = diff
-        row['onnx_max_rel_diff'] = diff / max(scale, 1e-12)
+        check = onnx_compare(session, model, x)
+        row['onnx_max_abs_diff'] = check['max_abs_diff']
+        row['onnx_max_rel_diff'] = check['max_rel_diff']
         runners['onnx'] = onnx_runner(session, input_shape)
     return row, runners
 
@@ -494,21 +492,6 @@ def run_ablation(runs: int, input_size: int, work_dir: str,
 
 
 # ---------------------------------------------------------------- driver
-def machine() -> Dict:
-    import onnxruntime
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(ln.split(':', 1)[1].strip() for ln in f
-                       if ln.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return dict(cpu=cpu, cores=os.cpu_count(),
-                torch_threads=torch.get_num_threads(),
-                torch=torch.__version__, onnxruntime=onnxruntime.__version__,
-                platform=platform.platform())
-
-
 def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
         ablation: bool = False, ablation_size: int = 224, threads: int = 0,
         isolate: bool = True, log: Callable[[str], None] = print) -> Dict:

@@ -28,11 +28,13 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from mobileone_mm.apis import (UserError, build_model, forward_tensors,
-                               input_shape_from_config, load_config,
-                               max_abs_diff)
-from .analysis import interleaved_latency, measure_latency, torch_runner
-from .onnx_utils import export_onnx, onnx_latency, onnx_run, onnx_session
+from mobileone_mm.apis import build_model, input_shape_from_config, load_config
+from mobileone_mm.utils.errors import UserError
+from mobileone_mm.utils.machine import machine
+from .compare import RTOL, compare_models, forward_tensors
+from .latency import interleaved_latency, measure_latency, torch_runner
+from .onnx import (export_onnx, onnx_latency, onnx_ops, onnx_run, onnx_session,
+                   require_onnx)
 from .reparameterize import count_unfused, reparameterize
 
 BACKENDS = ('coreml', 'onnx')
@@ -43,10 +45,6 @@ TARGETS = ('iOS15', 'iOS16', 'iOS17', 'iOS18')
 # coremltools' ComputeUnit names (Core ML chooses among the allowed units).
 COMPUTE_UNITS = {'all': 'ALL', 'cpu_and_ne': 'CPU_AND_NE',
                  'cpu_only': 'CPU_ONLY', 'cpu_and_gpu': 'CPU_AND_GPU'}
-# Allowed max|diff| / max(max|reference|, 1) between fused and unfused
-# PyTorch, and between ONNX Runtime and PyTorch (float32 sums in another
-# order), as tools/reparameterize.py checks.
-RTOL = 1e-4
 CALIBRATION_BATCHES = 4
 
 
@@ -94,7 +92,7 @@ def export_coreml(model: nn.Module, example: torch.Tensor, path: str,
                   precision: str = 'fp32', target: str = 'iOS15') -> str:
     """Trace ``model`` (outputs flattened to ``output0..n``) and convert it to
     a Core ML ML program saved as ``path`` (``.mlpackage``)."""
-    from .onnx_utils import TensorOutputs
+    from .onnx import TensorOutputs
     ct = _coremltools()
     wrapped = TensorOutputs(model).eval()
     with torch.no_grad():
@@ -120,15 +118,6 @@ def export_coreml(model: nn.Module, example: torch.Tensor, path: str,
     return path
 
 
-def _require_onnx() -> None:
-    from importlib.util import find_spec
-    missing = [m for m in ('onnx', 'onnxruntime') if find_spec(m) is None]
-    if missing:
-        raise UserError(f'the onnx backend needs {" and ".join(missing)}: '
-                        f'pip install "mobileone_mm[deploy]", or pass '
-                        f'--backends coreml')
-
-
 def coreml_ops(path: str) -> Dict[str, int]:
     """Operation counts of a saved ML program's ``main`` function, read from
     its spec (works on any OS; no Core ML runtime needed)."""
@@ -140,13 +129,6 @@ def coreml_ops(path: str) -> Dict[str, int]:
     main = spec.mlProgram.functions['main']
     block = main.block_specializations[main.opset]
     counts = collections.Counter(op.type for op in block.operations)
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def onnx_ops(path: str) -> Dict[str, int]:
-    """Node counts by ``op_type`` of an ONNX graph."""
-    import onnx
-    counts = collections.Counter(n.op_type for n in onnx.load(path).graph.node)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -280,32 +262,6 @@ def _validate(backends, precision, target, compute_units, runs, input_size):
     return backends
 
 
-def machine() -> Dict[str, object]:
-    """Where the figures were measured."""
-    from importlib.metadata import PackageNotFoundError, version
-    info = dict(system=platform.system(), release=platform.release(),
-                machine=platform.machine(), processor=_cpu_name(),
-                cpu_count=os.cpu_count(), python=platform.python_version(),
-                torch_threads=torch.get_num_threads())
-    for package in ('torch', 'onnxruntime', 'coremltools'):
-        try:
-            info[package] = version(package)
-        except PackageNotFoundError:
-            info[package] = None
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # ------------------------------------------------------------------ export
 def _export_target(name: str, unfused: Optional[nn.Module], fused: nn.Module,
                    x: torch.Tensor, work_dir: str, backends: List[str],
@@ -425,7 +381,7 @@ def deploy(config: Union[str, Config],
     if 'coreml' in backends:
         _coremltools()  # fail early when it is not installed
     if 'onnx' in backends:
-        _require_onnx()
+        require_onnx()
     notes: List[str] = []
     if checkpoint is not None and osp.isfile(checkpoint) and \
             _checkpoint_is_fused(checkpoint):
@@ -457,7 +413,8 @@ def deploy(config: Union[str, Config],
     log(f'fusing {type(model).__name__} (reparameterize) and checking it on '
         f'a random {shape} input')
     fused = reparameterize(model)
-    diff, scale = max_abs_diff(model, fused, x)
+    check = compare_models(fused, model, x)
+    diff, scale = check['max_abs_diff'], check['max_abs_output']
     remaining = count_unfused(fused)
     report: Dict[str, object] = dict(
         config=config_name, checkpoint=checkpoint, input_shape=list(shape),

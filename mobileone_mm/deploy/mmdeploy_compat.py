@@ -1,7 +1,7 @@
 """mmdeploy 1.3.1 on this project's stack: conversion with our configs, the
 few things it needs, and a check of the backend against PyTorch.
 
-What mmdeploy needs here (measured, see STACK.md and the tests):
+What mmdeploy needs here (measured; the tests show each):
 
 * nothing for the backbone: mmdeploy's ``BaseTask.build_pytorch_model``
   calls ``model.backbone.switch_to_deploy()``, so the exported graph holds
@@ -21,14 +21,15 @@ detection post-processing is a TorchScript custom op (NMS) from
 """
 import contextlib
 import functools
-import inspect
 import os
 import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from mobileone_mm.apis import UserError
+from mobileone_mm.apis import build_model, load_config
+from mobileone_mm.utils.compat import dynamo_is_default
+from mobileone_mm.utils.errors import UserError
 
 CORE_ML_DETECTION_HINT = (
     "mmdeploy's Core ML export of a detector needs mmdeploy's TorchScript "
@@ -44,12 +45,6 @@ def require_mmdeploy():
         raise UserError('mmdeploy is not installed: pip install --no-deps '
                         'mmdeploy==1.3.1 aenum (see requirements/constraints.txt)')
     return mmdeploy
-
-
-def dynamo_is_default() -> bool:
-    """Whether this torch's ``torch.onnx.export`` uses dynamo by default."""
-    param = inspect.signature(torch.onnx.export).parameters.get('dynamo')
-    return param is not None and param.default is True
 
 
 @contextlib.contextmanager
@@ -137,7 +132,6 @@ def convert(deploy_cfg, model_cfg, checkpoint: Optional[str], work_dir: str,
 def random_checkpoint(model_cfg: str, path: str) -> str:
     """Save the config's model with random weights (no ImageNet checkpoint
     needed), so that the conversion and the PyTorch check use one model."""
-    from mobileone_mm.apis import build_model, load_config
     cfg = load_config(model_cfg)
     cfg.model.backbone.init_cfg = None
     model = build_model(cfg)

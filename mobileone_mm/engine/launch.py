@@ -8,7 +8,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mobileone_mm.apis import UserError, load_config
+from mobileone_mm.apis import load_config
+from mobileone_mm.utils.errors import UserError
 from .cpu_dist import prepare_cpu_distributed
 from .data_check import check_data
 

@@ -1,10 +1,13 @@
-"""Narrow fixes for known breakages of the tested stack (see STACK.md).
+"""Narrow fixes for known breakages of the tested stack (the pins in
+requirements/constraints.txt), and the one check of what this torch's ONNX
+exporter defaults to.
 
 Each fix is applied once at ``import mobileone_mm`` and is covered by a test in
 ``tests/test_utils/test_compat.py``.
 """
 import inspect
 import pickle
+from typing import Optional
 
 import numpy as np
 import torch
@@ -48,6 +51,23 @@ def allow_mmengine_checkpoints() -> None:
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:
         add(_safe_checkpoint_globals())
+
+
+def _onnx_dynamo_param() -> Optional[inspect.Parameter]:
+    return inspect.signature(torch.onnx.export).parameters.get('dynamo')
+
+
+def onnx_export_takes_dynamo() -> bool:
+    """Whether ``torch.onnx.export`` has a ``dynamo`` switch (torch >= 2.5)."""
+    return _onnx_dynamo_param() is not None
+
+
+def dynamo_is_default() -> bool:
+    """Whether this torch's ``torch.onnx.export`` uses the dynamo exporter
+    by default (torch >= 2.9), which cannot trace mmdeploy's rewritten
+    models; the TorchScript exporter (``dynamo=False``) can."""
+    param = _onnx_dynamo_param()
+    return param is not None and param.default is True
 
 
 def apply_stack_fixes() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mobileone_mm.deploy import benchmark
-from mobileone_mm.deploy.analysis import interleaved_latency
+from mobileone_mm.deploy.latency import interleaved_latency
 
 ROOT = Path(__file__).resolve().parents[2]
 

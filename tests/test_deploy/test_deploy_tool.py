@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from mobileone_mm.apis import UserError, build_model, load_config
+from mobileone_mm.apis import build_model, load_config
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.deploy import export
 from mobileone_mm.deploy.export import DeployCheckFailed, deploy
 from mobileone_mm.models import MobileOneBlock

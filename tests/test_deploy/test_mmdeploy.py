@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mobileone_mm.apis import UserError, build_model, load_config
+from mobileone_mm.apis import build_model, load_config
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.deploy import reparameterize
 
 from ..utils import randomize_bn
@@ -92,7 +93,7 @@ def test_ssdlite_onnxruntime_matches_pytorch(det):
     torch.testing.assert_close(ort.bboxes, ref.bboxes, rtol=1e-4, atol=1e-2)
     assert torch.equal(ort.labels, ref.labels)
     # the NMS is ONNX's own op: plain onnxruntime runs the file (no custom ops)
-    from mobileone_mm.deploy.onnx_utils import onnx_run, onnx_session
+    from mobileone_mm.deploy.onnx import onnx_run, onnx_session
     import numpy as np
     dets, labels = onnx_run(onnx_session(det.onnx[0]),
                             np.random.rand(1, 3, 320, 320).astype(np.float32))

@@ -7,7 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mobileone_mm.apis import build_model, forward_tensors
+from mobileone_mm.apis import build_model
+from mobileone_mm.deploy.compare import forward_tensors
 from mobileone_mm.models import MobileOne
 
 from ..conftest import ROOT, subprocess_env

@@ -10,7 +10,9 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from mobileone_mm.apis import UserError, build_model, forward_tensors
+from mobileone_mm.apis import build_model
+from mobileone_mm.deploy.compare import forward_tensors
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.models import MobileOne
 from mobileone_mm.models.backbones.mobileone import SqueezeExcite
 

@@ -13,7 +13,7 @@ ratios with PASS/FAIL. Writes DIR/benchmark.json and DIR/latency_vs_macs.png.
 import argparse
 import sys
 
-from mobileone_mm.apis import UserError
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.deploy import benchmark
 
 

@@ -1,14 +1,28 @@
-"""ONNX export and ONNX Runtime timing shared by tools/deploy.py and the
-benchmark (torch's exporter and onnxruntime; nothing hand-written but the
-glue)."""
+"""The ONNX backend: export, op count, ONNX Runtime session, comparison with
+PyTorch and latency (torch's exporter, onnx and onnxruntime; nothing
+hand-written but the glue)."""
+import collections
 import os
+from importlib.util import find_spec
 from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .analysis import measure_latency
+from mobileone_mm.utils.compat import onnx_export_takes_dynamo
+from mobileone_mm.utils.errors import UserError
+from .compare import RTOL, compare_outputs, forward_tensors
+from .latency import measure_latency
+
+
+def require_onnx() -> None:
+    """Stop with the fix when onnx or onnxruntime is missing."""
+    missing = [m for m in ('onnx', 'onnxruntime') if find_spec(m) is None]
+    if missing:
+        raise UserError(f'the onnx backend needs {" and ".join(missing)}: '
+                        f'pip install "mobileone_mm[deploy]", or pass '
+                        f'--backends coreml')
 
 
 class TensorOutputs(nn.Module):
@@ -21,7 +35,6 @@ class TensorOutputs(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor):
-        from mobileone_mm.apis import forward_tensors
         return tuple(forward_tensors(self.model, x))
 
 
@@ -37,7 +50,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
     names = [f'output{i}' for i in range(len(outputs))]
     kwargs = dict(input_names=['input'], output_names=names,
                   opset_version=opset, do_constant_folding=True)
-    if 'dynamo' in torch.onnx.export.__code__.co_varnames:
+    if onnx_export_takes_dynamo():
         kwargs['dynamo'] = False
     with torch.no_grad():
         torch.onnx.export(model, (example, ), path, **kwargs)
@@ -58,16 +71,18 @@ def onnx_run(session, x: np.ndarray) -> List[np.ndarray]:
     return session.run(None, {session.get_inputs()[0].name: x})
 
 
-def onnx_max_abs_diff(session, model: nn.Module, x: torch.Tensor) -> float:
-    """Largest absolute difference between ONNX Runtime and PyTorch."""
-    from mobileone_mm.apis import forward_tensors
-    reference = forward_tensors(model.eval(), x)
-    outputs = onnx_run(session, x.numpy())
-    if len(outputs) != len(reference):
-        raise RuntimeError(f'ONNX graph has {len(outputs)} outputs, PyTorch '
-                           f'{len(reference)}')
-    return max(float(np.abs(o - r.numpy()).max())
-               for o, r in zip(outputs, reference))
+def onnx_ops(path: str) -> Dict[str, int]:
+    """Node counts by ``op_type`` of an ONNX graph, most frequent first."""
+    import onnx
+    counts = collections.Counter(n.op_type for n in onnx.load(path).graph.node)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def onnx_compare(session, model: nn.Module, x: torch.Tensor,
+                 rtol: float = RTOL) -> Dict[str, float]:
+    """ONNX Runtime against PyTorch on ``x`` (:func:`compare.compare_outputs`)."""
+    return compare_outputs(onnx_run(session, x.numpy()),
+                           forward_tensors(model.eval(), x), rtol)
 
 
 def onnx_runner(session, input_shape: Sequence[int]) -> Callable[[], object]:

@@ -1,4 +1,5 @@
-"""Params, MACs and latency with the paper's protocol (Sec. 3.5)."""
+"""Latency with the paper's protocol (Sec. 3.5): load, preallocate the
+input, run once, then N timed runs; the minimum is the paper's figure."""
 import functools
 import time
 from typing import Callable, Dict, Hashable, List, Sequence
@@ -6,25 +7,6 @@ from typing import Callable, Dict, Hashable, List, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of one forward pass, counted like fvcore (as the
-    paper did) with mmengine's port of its counter."""
-    from mmengine.analysis import FlopAnalyzer
-    was_training = model.training
-    model.eval()
-    param = next(model.parameters())
-    x = torch.zeros(*input_shape, dtype=param.dtype, device=param.device)
-    analyzer = FlopAnalyzer(model, x)
-    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    total = int(analyzer.total())
-    model.train(was_training)
-    return total
 
 
 def latency_stats(times_s: Sequence[float]) -> Dict[str, float]:
@@ -102,16 +84,3 @@ def torch_runner(model: nn.Module,
 def torch_latency(model: nn.Module, input_shape: Sequence[int],
                   runs: int = 1000) -> Dict[str, float]:
     return measure_latency(torch_runner(model, input_shape), runs)
-
-
-class LinearClassifier(nn.Module):
-    """Backbone + global average pool + linear: ml-mobileone's classifier,
-    the model its published parameter counts and MACs describe."""
-
-    def __init__(self, backbone: nn.Module, num_classes: int = 1000) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.fc = nn.Linear(backbone.out_channels[-1], num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.backbone(x)[-1].mean((2, 3)))
