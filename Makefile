@@ -6,8 +6,11 @@ PY = $(shell $(PYTHON) tools/setup_env.py --print-python)
 
 .PHONY: setup demo demo-seg demo-backbone test clean
 
+# ALLOW_ENV_CHANGES=1 (`make test ALLOW_ENV_CHANGES=1`) lets setup install,
+# upgrade or downgrade packages in an activated environment that has torch;
+# without it setup lists what would change there and stops.
 setup:
-	@$(PYTHON) tools/setup_env.py
+	@$(PYTHON) tools/setup_env.py $(if $(filter 1,$(ALLOW_ENV_CHANGES)),--allow-env-changes)
 
 demo: setup
 	@$(PY) tools/demo.py
@@ -19,7 +22,7 @@ demo-backbone: setup
 	@$(PY) tools/demo_backbone.py
 
 test: setup
-	@$(PY) -m pytest -q tests
+	@$(PY) -m pytest -q --doctest-modules mobileone_mm tests
 
 clean:
 	rm -rf work_dirs .pytest_cache

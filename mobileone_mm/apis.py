@@ -48,6 +48,8 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None,
         try:
             load_checkpoint(model, checkpoint, map_location='cpu',
                             strict=True, logger='silent')
+        except UserError:  # unreadable, or a file that would run code
+            raise
         except RuntimeError as err:
             lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
             raise UserError(f'{checkpoint} does not fit this config: '

@@ -15,6 +15,14 @@ def shapes_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope='session')
+def seg_root(shapes_root):
+    """The session's tiny shapes data set laid out as VOC and as ADE20K."""
+    from mobileone_mm.datasets import write_ade_layout, write_voc_layout
+    return Path(write_voc_layout(str(shapes_root))), \
+        Path(write_ade_layout(str(shapes_root)))
+
+
 @pytest.fixture
 def repo_root():
     return ROOT

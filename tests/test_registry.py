@@ -6,7 +6,6 @@ import pytest
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import DefaultScope
 
-import mobileone_mm
 from mobileone_mm.models import MobileOne
 
 
@@ -59,7 +58,3 @@ def test_custom_imports_is_all_a_config_needs(tmp_path):
                          text=True, check=True).stdout
     assert out.split()[0] == 'mobileone_mm.models.backbones.mobileone'
     assert '[640, 2048]' in out
-
-
-def test_version():
-    assert mobileone_mm.__version__

@@ -1,7 +1,12 @@
 """Helpers shared by the tests."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from mobileone_mm.models import LinearClassifier, MobileOne
+
+from .apple_reference import AppleMobileOne
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -19,5 +24,36 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def classifier(backbone: nn.Module, num_classes: int = 1000) -> nn.Module:
-    from mobileone_mm.models import LinearClassifier
     return LinearClassifier(backbone, num_classes)
+
+
+def apple_model(arch: str, fused: bool = False) -> nn.Module:
+    """Apple's module layout with random BN statistics (a converter input)."""
+    torch.manual_seed(0)
+    return randomize_bn(AppleMobileOne(arch, num_classes=10, fused=fused)).eval()
+
+
+def ours_from(converted: dict, arch: str, fused: bool):
+    """A float64 forward of our backbone + linear head from converted keys."""
+    meta_sd = {k[len('backbone.'):]: v for k, v in converted.items()
+               if k.startswith('backbone.')}
+    model = MobileOne(arch, deploy=fused).eval()
+    model.load_state_dict(meta_sd, strict=True)
+    model.double()
+
+    def forward(x):
+        feat = model(x)[-1].mean((2, 3))
+        return F.linear(feat, converted['head.fc.weight'].double(),
+                        converted['head.fc.bias'].double())
+
+    return forward
+
+
+def check_outputs(reference, converted: dict, arch: str, fused: bool) -> None:
+    """Converted keys in our model give the reference model's outputs."""
+    # float64: random BN statistics make deep nets amplify float32 rounding
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = reference(x)
+        out = ours_from(converted, arch, fused)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-7 * ref.abs().max().item())

@@ -2,8 +2,10 @@
 
     python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/shapes]
 """
-from mobileone_mm.demo import run
-from mobileone_mm.demo_common import main
+import sys
+
+from mobileone_mm.demos.common import demo_main
+from mobileone_mm.demos.detection import run
 
 if __name__ == '__main__':
-    main(run, __doc__, 'work_dirs/demo', 'data/shapes', 'map')
+    sys.exit(demo_main(run, __doc__, 'work_dirs/demo', 'data/shapes', 'map'))

@@ -2,8 +2,11 @@
 
     python tools/demo_seg.py [--work-dir work_dirs/demo_seg] [--data-root data/shapes_seg]
 """
-from mobileone_mm.demo_common import main
-from mobileone_mm.demo_seg import run
+import sys
+
+from mobileone_mm.demos.common import demo_main
+from mobileone_mm.demos.segmentation import run
 
 if __name__ == '__main__':
-    main(run, __doc__, 'work_dirs/demo_seg', 'data/shapes_seg', 'miou')
+    sys.exit(demo_main(run, __doc__, 'work_dirs/demo_seg', 'data/shapes_seg',
+                       'miou'))

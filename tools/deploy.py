@@ -17,9 +17,16 @@ import sys
 
 from mmengine.config import DictAction
 
+from mobileone_mm.deploy import DeployCheckFailed, deploy, format_report
+from mobileone_mm.deploy.coreml import COMPUTE_UNITS, PRECISIONS, TARGETS
+from mobileone_mm.deploy.export import BACKENDS, DeployOptions
 from mobileone_mm.utils.errors import UserError
-from mobileone_mm.deploy.export import (BACKENDS, DeployCheckFailed, deploy,
-                                        format_report)
+
+CORE_ML_CHOICES = (
+    ('--precision', 'Core ML compute precision', PRECISIONS),
+    ('--target', 'Core ML minimum deployment target', TARGETS),
+    ('--compute-units', 'Core ML compute units for timing on macOS',
+     COMPUTE_UNITS))
 
 
 def parse_args(argv=None):
@@ -32,20 +39,17 @@ def parse_args(argv=None):
     parser.add_argument('--backends', nargs='+', default=list(BACKENDS),
                         help=f'any of: {" ".join(BACKENDS)} (PyTorch is '
                         'always timed)')
-    parser.add_argument('--runs', type=int, default=1000,
+    parser.add_argument('--runs', type=int, default=DeployOptions.runs,
                         help='timed runs after one warm-up (paper: 1000)')
     parser.add_argument('--input-size', nargs=2, type=int, metavar=('H', 'W'),
                         help='default: the config\'s input size')
     parser.add_argument('--full-model', action='store_true',
                         help='also export the whole network without '
                         'post-processing')
-    parser.add_argument('--precision', default='fp32',
-                        help='Core ML compute precision: fp32 or fp16')
-    parser.add_argument('--target', default='iOS15',
-                        help='Core ML minimum deployment target: iOS15..iOS18')
-    parser.add_argument('--compute-units', default='all',
-                        help='Core ML timing on macOS: all, cpu_and_ne, '
-                        'cpu_only, cpu_and_gpu')
+    for flag, what, allowed in CORE_ML_CHOICES:
+        default = getattr(DeployOptions, flag[2:].replace('-', '_'))
+        parser.add_argument(flag, default=default,
+                            help=f'{what}: {", ".join(allowed)}')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     return parser.parse_args(argv)

@@ -13,6 +13,7 @@ import time
 
 from mobileone_mm.datasets import (generate_shapes, write_ade_layout,
                                    write_voc_layout)
+from mobileone_mm.datasets.shapes import shape_size_range
 
 
 def main():
@@ -25,11 +26,10 @@ def main():
     args = parser.parse_args()
     start = time.time()
     if not osp.isfile(osp.join(args.out_dir, 'ImageSets', 'val.txt')):
-        # shapes scaled with the image (tools/make_shapes_dataset.py's 28-56
-        # px at 128)
+        min_size, max_size = shape_size_range(args.size)
         generate_shapes(args.out_dir, args.num_train, args.num_val,
-                        size=args.size, min_size=round(28 * args.size / 128),
-                        max_size=round(56 * args.size / 128), seed=args.seed)
+                        size=args.size, min_size=min_size, max_size=max_size,
+                        seed=args.seed)
     voc = write_voc_layout(args.out_dir)
     ade = write_ade_layout(args.out_dir)
     print(f'VOC layout in {voc}, ADE20K layout in {ade} '

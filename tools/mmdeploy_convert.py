@@ -4,8 +4,10 @@ tools/deploy.py does; the PyPI wheel does not ship it).
     python tools/mmdeploy_convert.py DEPLOY_CFG MODEL_CFG [CHECKPOINT]
         --work-dir DIR [--img IMG] [--device cpu] [--check]
 
-DEPLOY_CFG: one of configs/deploy/*.py. Without CHECKPOINT the model gets
-random weights (saved to DIR/random_init.pth, with a warning). ``--check``
+DEPLOY_CFG: one of configs/deploy/*.py. CHECKPOINT is read as data (no
+pickled code runs) and must fit MODEL_CFG's model exactly (keys and shapes):
+mmdeploy would load it partly. Without CHECKPOINT the model gets random
+weights (saved to DIR/random_init.pth, with a warning). ``--check``
 runs the backend model (mmdeploy's wrapper) and PyTorch on IMG and prints
 their differences (needs a backend that runs here: ONNX Runtime; and trained
 weights: a random detector's class scores saturate and tie, so NMS keeps

@@ -8,16 +8,10 @@ pretrained = 'checkpoints/mobileone_s4_in1k.pth'
 # Paper Table 9b (ADE20K val): MobileOne-S4† + DeepLabV3 38.2 mIoU
 # (MobileNetV2-x1.0: 34.1). Not reproduced here: no ADE20K, no GPUs.
 # S4 for segmentation is trained without Squeeze-Excite (paper Table 9b, †):
-# the S4 preset (widths, depths, k=1) with no SE blocks. The ImageNet S4
-# checkpoint's SE weights are left unused when it is loaded.
+# the S4 preset with use_se=False. The ImageNet S4 checkpoint's SE weights
+# are left unused when it is loaded.
 model = dict(
     backbone=dict(
-        arch=dict(
-            _delete_=True,
-            num_blocks=(2, 8, 10, 1),
-            widths=(192, 448, 896, 2048),
-            num_conv_branches=(1, 1, 1, 1),
-            num_se_blocks=(0, 0, 0, 0)),  # S4 has (0, 0, 5, 1)
-        init_cfg=dict(checkpoint=pretrained)),
+        arch='s4', use_se=False, init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=2048),  # stage 4 width
     auxiliary_head=dict(in_channels=896))  # stage 3 width

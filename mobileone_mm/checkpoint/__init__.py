@@ -1,5 +1,11 @@
-from .convert import (FORMATS, ConversionError, convert, convert_file,
-                      detect_format, load_file, unwrap, validate)
+from .convert import (FORMATS, ConversionError, closest_variant, convert,
+                      convert_file, detect_format, load_file, unwrap, validate)
+from .loaders import load_from_http, load_from_local
+from .mismatch import few, mismatch_summary, state_dict_mismatch
+from .pretrained import backbone_state_dict, load_pretrained, read_state_dict
 
-__all__ = ['FORMATS', 'ConversionError', 'convert', 'convert_file',
-           'detect_format', 'load_file', 'unwrap', 'validate']
+__all__ = ['FORMATS', 'ConversionError', 'backbone_state_dict',
+           'closest_variant', 'convert', 'convert_file', 'detect_format',
+           'few', 'load_file', 'load_from_http', 'load_from_local',
+           'load_pretrained', 'mismatch_summary', 'read_state_dict',
+           'state_dict_mismatch', 'unwrap', 'validate']

@@ -4,6 +4,7 @@ The mapping is data: ``FORMATS`` holds, per source, rename rules for the
 top-level module (stem, stages, classifier) and for the inside of a block.
 ``convert`` is a pure ``state_dict -> state_dict`` function; ``validate``
 proves the result loads strictly into the variant its shapes describe.
+``load_file`` reads any user checkpoint as data (``weights_only=True``).
 """
 import os
 import re
@@ -12,8 +13,10 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from mobileone_mm.models.backbones.mobileone import MobileOne
+from mobileone_mm.registry import MODELS
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.version import __version__
+from .mismatch import state_dict_mismatch
 
 Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
 
@@ -58,8 +61,9 @@ SIGNATURES = [('mmpretrain', r'^backbone\.stage0\.'),
               ('timm', r'^stages?\.')]
 
 
-class ConversionError(ValueError):
-    """A checkpoint that cannot be converted; the message says why."""
+class ConversionError(UserError, ValueError):
+    """A checkpoint that cannot be read or converted; the message says why
+    (the tools print it as one line)."""
 
 
 def unwrap(checkpoint: dict) -> Dict[str, Tensor]:
@@ -96,9 +100,11 @@ def _apply(rules: List[Rule], key: str) -> Optional[str]:
     return None
 
 
-def convert(state_dict: Dict[str, Tensor],
-            src_format: str) -> Dict[str, Tensor]:
-    """Rename every key of ``state_dict`` (a ``src_format`` checkpoint).
+def convert(state_dict: Dict[str, Tensor], src_format: str,
+            strict: bool = True) -> Dict[str, Tensor]:
+    """Rename every key of ``state_dict`` (a ``src_format`` checkpoint);
+    ``strict=False`` drops the keys no rule maps (a detector's neck and
+    head around the backbone) instead of refusing them.
 
     Raises:
         ConversionError: naming the keys no rule maps.
@@ -116,7 +122,7 @@ def convert(state_dict: Dict[str, Tensor],
         for pattern, repl in table['block']:
             new = re.sub(pattern, repl, new)
         out[new] = value
-    if unmapped:
+    if unmapped and strict:
         raise ConversionError(
             f'{len(unmapped)} keys are not {src_format} MobileOne keys: '
             f'{unmapped[:5]}')
@@ -128,12 +134,27 @@ def _backbone_part(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
             if k.startswith('backbone.')}
 
 
-def _mismatch(model_sd: dict, sd: dict) -> Tuple[list, list, list]:
-    missing = sorted(set(model_sd) - set(sd))
-    unexpected = sorted(set(sd) - set(model_sd))
-    wrong = sorted(k for k in set(sd) & set(model_sd)
-                   if tuple(sd[k].shape) != tuple(model_sd[k].shape))
-    return missing, unexpected, wrong
+def closest_variant(backbone: Dict[str, Tensor]
+                    ) -> Tuple[str, bool, Tuple[list, list, list]]:
+    """The preset whose keys and shapes the backbone weights ``backbone``
+    (keys without ``backbone.``) match best, fused when the weights are.
+
+    Returns:
+        ``(arch, fused, (missing, unexpected, wrong_shape))`` against it.
+    """
+    # Through the registry: the backbone reads its checkpoints with this
+    # package, so importing it here would make a cycle.
+    mobileone = MODELS.get('MobileOne')
+    fused = any('reparam_conv' in k for k in backbone)
+    best = None
+    for arch in mobileone.arch_settings:
+        with torch.device('meta'):
+            model = mobileone(arch, deploy=fused, init_cfg=None)
+        result = state_dict_mismatch(model.state_dict(), backbone)
+        score = sum(map(len, result))
+        if best is None or score < best[0]:
+            best = (score, arch, result)
+    return best[1], fused, best[2]
 
 
 def validate(state_dict: Dict[str, Tensor]) -> dict:
@@ -152,17 +173,8 @@ def validate(state_dict: Dict[str, Tensor]) -> dict:
     if other:
         raise ConversionError(f'unexpected keys outside backbone/head: '
                               f'{other[:5]}')
-    fused = any('reparam_conv' in k for k in backbone)
-    best = None
-    for arch in MobileOne.arch_settings:
-        with torch.device('meta'):
-            model = MobileOne(arch, deploy=fused, init_cfg=None)
-        result = _mismatch(model.state_dict(), backbone)
-        score = sum(map(len, result))
-        if best is None or score < best[0]:
-            best = (score, arch, result, model)
-    score, arch, (missing, unexpected, wrong), _ = best
-    if score:
+    arch, fused, (missing, unexpected, wrong) = closest_variant(backbone)
+    if missing or unexpected or wrong:
         raise ConversionError(
             f'does not load strictly into any MobileOne variant; closest is '
             f'{arch} ({"fused" if fused else "unfused"}): missing keys '
@@ -170,7 +182,7 @@ def validate(state_dict: Dict[str, Tensor]) -> dict:
             f'({len(missing)}), unexpected keys {unexpected[:5]} '
             f'({len(unexpected)}), shape mismatches {wrong[:5]} ({len(wrong)})')
     # A real strict load, not only a key/shape comparison.
-    model = MobileOne(arch, deploy=fused, init_cfg=None)
+    model = MODELS.get('MobileOne')(arch, deploy=fused, init_cfg=None)
     model.load_state_dict(backbone, strict=True)
     num_classes = None
     if 'head.fc.weight' in state_dict:
@@ -183,19 +195,37 @@ def validate(state_dict: Dict[str, Tensor]) -> dict:
     return dict(arch=arch, fused=fused, num_classes=num_classes)
 
 
-def load_file(path: str) -> dict:
-    """Read a checkpoint (``torch.save`` file or ``.safetensors``)."""
+def why_unreadable(err: Exception) -> str:
+    """Why torch could not read a file, in a few words."""
+    text = str(err).strip()
+    code = re.search(r'GLOBAL ([\w.]+)', text)
+    if code:  # weights_only refused a global: the pickle wants code
+        return (f'it refers to {code[1]}, which is code, not data; a '
+                f'checkpoint must hold only tensors and plain data, and '
+                f'loading this one could run that code')
+    first = text.splitlines()[0] if text else ''
+    return f'{type(err).__name__}: {first[:200]}'
+
+
+def load_file(path: str, map_location='cpu') -> dict:
+    """Read a checkpoint (``torch.save`` file or ``.safetensors``) as data:
+    ``weights_only=True`` with the package's allow-list of mmengine's types
+    (``mobileone_mm.utils.compat``), so unpickling runs no code.
+
+    Raises:
+        ConversionError: no such file, or not readable as data (the
+            message starts with ``path``).
+    """
     if not os.path.isfile(path):
         raise ConversionError(f'{path}: no such file')
     try:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file as load_safetensors
             return load_safetensors(path, device='cpu')
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # any reader error means: not a checkpoint
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
         raise ConversionError(f'{path}: cannot read as a checkpoint '
-                              f'({type(err).__name__}: {first[:200]})')
+                              f'({why_unreadable(err)})')
 
 
 def convert_file(src: str, dst: str,

@@ -16,6 +16,8 @@ from typing import Callable, Dict, Iterable, List, Optional
 import numpy as np
 from PIL import Image
 
+from mobileone_mm.utils.errors import UserError
+
 IGNORE_INDEX = 255
 
 # COCO category name -> VOC class name. The same 20 categories as the
@@ -106,7 +108,6 @@ def convert(ann_file: str, out_dir: str, list_file: Optional[str] = None,
     cat_to_voc = category_to_voc_index(coco.loadCats(coco.getCatIds()))
     if not cat_to_voc:
         names = [c['name'] for c in coco.loadCats(coco.getCatIds())][:5]
-        from mobileone_mm.utils.errors import UserError
         raise UserError(f'{ann_file} has none of the 20 VOC categories '
                          f'(COCO names such as "person", "car"); its '
                          f'categories start {names}')

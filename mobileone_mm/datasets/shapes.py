@@ -20,6 +20,18 @@ CLASSES = ('square', 'circle', 'triangle')
 PALETTE = [(0, 0, 0), (220, 20, 60), (0, 128, 255), (60, 180, 75)]
 
 
+def shape_size_range(size: int) -> Tuple[int, int]:
+    """``(min_size, max_size)`` of the shapes in ``size`` px images: the
+    28-56 px of :func:`generate`'s 128 px images, scaled with the image, so
+    that a smaller data set is the same task at a lower resolution.
+
+    Example:
+        >>> shape_size_range(128), shape_size_range(96)
+        ((28, 56), (21, 42))
+    """
+    return round(28 * size / 128), round(56 * size / 128)
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Low-contrast texture: a colour gradient, noise and random stripes."""
     base = rng.uniform(40, 215, size=3)

@@ -1,8 +1,10 @@
 from .complexity import count_macs, count_params
-from .export import DeployCheckFailed, deploy, format_report
+from .export import DeployCheckFailed, DeployOptions, deploy
 from .latency import latency_stats, measure_latency, torch_latency
-from .reparameterize import count_unfused, reparameterize
+from .report import format_report
+from .reparameterize import count_unfused, fuse_checkpoint, reparameterize
 
-__all__ = ['DeployCheckFailed', 'deploy', 'format_report', 'count_macs',
-           'count_params', 'count_unfused', 'latency_stats',
-           'measure_latency', 'reparameterize', 'torch_latency']
+__all__ = ['DeployCheckFailed', 'DeployOptions', 'deploy', 'format_report',
+           'count_macs', 'count_params', 'count_unfused', 'fuse_checkpoint',
+           'latency_stats', 'measure_latency', 'reparameterize',
+           'torch_latency']

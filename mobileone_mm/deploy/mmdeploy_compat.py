@@ -28,6 +28,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from mobileone_mm.apis import build_model, load_config
+from mobileone_mm.checkpoint import (mismatch_summary, read_state_dict,
+                                     state_dict_mismatch)
 from mobileone_mm.utils.compat import dynamo_is_default
 from mobileone_mm.utils.errors import UserError
 
@@ -85,22 +87,60 @@ def _load(deploy_cfg, model_cfg):
     return load_config(deploy_cfg, model_cfg)
 
 
+def _structure_hint(model_state: dict, file_state: dict) -> str:
+    fused_file = any('reparam_conv' in k for k in file_state)
+    if fused_file == any('reparam_conv' in k for k in model_state):
+        return ''
+    if fused_file:
+        return ('; the checkpoint is fused: use a model config whose backbone '
+                'has deploy=True (a *_deploy config)')
+    return ('; the checkpoint is unfused: use the config without deploy=True '
+            '(mmdeploy fuses the backbone itself)')
+
+
+def check_checkpoint(model_cfg, checkpoint: str, name: str) -> None:
+    """Stop unless ``checkpoint`` loads strictly into the model of
+    ``model_cfg`` (named ``name`` in the message).
+
+    mmdeploy loads checkpoints non-strictly: a checkpoint of another variant,
+    task or structure (fused/unfused) would be exported as a partly random
+    model. The file is read as data (``weights_only=True``) before mmdeploy
+    reads it.
+
+    Raises:
+        UserError: naming a few missing, unexpected and mis-shaped keys.
+    """
+    file_state = read_state_dict(checkpoint)
+    model_state = build_model(model_cfg).state_dict()
+    mismatch = state_dict_mismatch(model_state, file_state)
+    if any(mismatch):
+        raise UserError(
+            f'{checkpoint} does not fit the model of {name}: '
+            f'{mismatch_summary(*mismatch, model_state, file_state)}'
+            f'{_structure_hint(model_state, file_state)}; mmdeploy would load '
+            f'it partly and export random weights for the rest')
+
+
 def convert(deploy_cfg, model_cfg, checkpoint: Optional[str], work_dir: str,
             img: Optional[str] = None, device: str = 'cpu') -> List[str]:
     """What mmdeploy's ``tools/deploy.py`` does (the wheel does not ship
     it): export the intermediate representation (ONNX or TorchScript) with
     ``torch2onnx``/``torch2torchscript``, then build the backend files.
     Returns the backend files (the ``.onnx`` for ONNX Runtime, the
-    ``.mlpackage`` for Core ML)."""
+    ``.mlpackage`` for Core ML). A checkpoint must fit the model strictly
+    (:func:`check_checkpoint`)."""
     require_mmdeploy()
     from mmdeploy.apis import torch2onnx, torch2torchscript
     from mmdeploy.backend.base import get_backend_manager
     from mmdeploy.utils import Backend, get_backend, get_ir_config
+    name = model_cfg if isinstance(model_cfg, str) else 'the model config'
     deploy_cfg, model_cfg = _load(deploy_cfg, model_cfg)
     if checkpoint is None:
         warnings.warn('no checkpoint: converting a model with random weights')
     elif not os.path.isfile(checkpoint):
         raise UserError(f'checkpoint not found: {checkpoint}')
+    else:
+        check_checkpoint(model_cfg, checkpoint, name)
     img = img or default_image()
     if not os.path.isfile(img):
         raise UserError(f'image not found: {img}')

@@ -1,7 +1,26 @@
-"""Whole-model fusion: one duck-typed walk over any model."""
+"""Whole-model fusion: one duck-typed walk over any model, and a trained
+checkpoint turned into a checked, fused one."""
 import copy
+import os
+import os.path as osp
+from typing import Optional
 
+import torch
 import torch.nn as nn
+
+from mobileone_mm.apis import build_model, input_shape_from_config, load_config
+from mobileone_mm.models.backbones.mobileone import MobileOneBlock
+from mobileone_mm.utils.errors import UserError
+from .compare import RTOL, compare_models
+
+
+class FusionCheckFailed(RuntimeError):
+    """The fused model's outputs differ from the unfused model's; nothing was
+    written. ``check`` is the comparison (``compare.compare_models``)."""
+
+    def __init__(self, message: str, check: dict) -> None:
+        super().__init__(message)
+        self.check = check
 
 
 def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -31,7 +50,88 @@ def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 def count_unfused(model: nn.Module) -> int:
-    """How many MobileOne blocks in ``model`` still have train-time branches."""
-    from mobileone_mm.models.backbones.mobileone import MobileOneBlock
+    """How many MobileOne blocks in ``model`` still have train-time branches.
+
+    Example:
+        >>> block = MobileOneBlock(4, 4, 3, num_conv_branches=2)
+        >>> count_unfused(block), count_unfused(reparameterize(block))
+        (1, 0)
+    """
     return sum(1 for m in model.modules()
                if isinstance(m, MobileOneBlock) and not m.is_fused)
+
+
+def _save_atomically(obj: dict, path: str) -> None:
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def describe(check: dict) -> str:
+    """One line for a :func:`fuse_checkpoint` comparison.
+
+    Example:
+        >>> print(describe(dict(input_shape=[1, 3, 8, 8], max_abs_diff=2e-7,
+        ...                     max_abs_output=3.5)))
+        fused vs unfused on (1, 3, 8, 8): max |diff| = 2e-07 (largest output 3.5)
+    """
+    return (f'fused vs unfused on {tuple(check["input_shape"])}: max |diff| = '
+            f'{check["max_abs_diff"]:.3g} (largest output '
+            f'{check["max_abs_output"]:.3g})')
+
+
+def fuse_checkpoint(config: str, checkpoint: str, out: str,
+                    rtol: float = RTOL,
+                    cfg_options: Optional[dict] = None,
+                    verbose: bool = False) -> dict:
+    """Fuse a trained checkpoint and write it as a deploy checkpoint.
+
+    The config's model is built and ``checkpoint`` loaded strictly (a
+    checkpoint of another variant is an error), fused with
+    :func:`reparameterize` and compared with the unfused model on a random
+    input at the config's size. Only when the two agree is ``out`` written,
+    atomically (a temporary file, then ``os.replace``). Load the result with
+    ``model.backbone.deploy=True``.
+
+    Args:
+        config: Config path.
+        checkpoint: The trained (unfused) weights.
+        out: Where to write the fused checkpoint; never ``checkpoint``.
+        rtol: Allowed max|fused - unfused| / max(largest output, 1).
+        cfg_options: Overrides merged into the config.
+        verbose: Print the comparison (:func:`describe`).
+
+    Returns:
+        The comparison (``max_abs_diff``, ``max_abs_output``,
+        ``max_rel_diff``, ``ok``) with ``input_shape`` and ``out``.
+
+    Raises:
+        UserError: ``out`` is ``checkpoint``; unknown config; a checkpoint
+            that does not fit the config.
+        FusionCheckFailed: The fused outputs differ; nothing was written.
+    """
+    if osp.exists(out) and osp.exists(checkpoint) and \
+            osp.samefile(out, checkpoint):
+        raise UserError(f'refusing to overwrite the input {checkpoint}')
+    cfg = load_config(config, cfg_options)
+    model = build_model(cfg, checkpoint)
+    fused = reparameterize(model)
+    shape = input_shape_from_config(cfg)
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    check = dict(compare_models(fused, model, x, rtol),
+                 input_shape=list(shape), out=out)
+    if verbose:
+        print(describe(check), flush=True)
+    if not check['ok']:
+        raise FusionCheckFailed(
+            f'fused outputs differ by {check["max_abs_diff"]:.3g} > {rtol} x '
+            f'{max(check["max_abs_output"], 1.0):.3g}; nothing written', check)
+    meta = dict(fused=True, config=osp.basename(config),
+                src=osp.basename(checkpoint))
+    _save_atomically(dict(state_dict=fused.state_dict(), meta=meta), out)
+    return check

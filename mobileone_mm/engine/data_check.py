@@ -52,7 +52,8 @@ def _paths(ds: dict) -> List[str]:
     paths = []
     if ds.get('ann_file'):
         paths.append(osp.join(root, ds['ann_file']))
-    prefix = ds.get('data_prefix') or {}
+    # mmpretrain's ImageNet reads data_root/<split>/ when data_prefix is unset
+    prefix = ds.get('data_prefix') or ds.get('split') or {}
     if isinstance(prefix, str):
         prefix = dict(img=prefix)
     for value in prefix.values():

@@ -2,16 +2,23 @@
 generalised: the config's ``default_scope`` picks mmdet, mmseg or mmpretrain)."""
 import os
 import os.path as osp
-from typing import Optional
+import sys
+from typing import Iterator, Optional
 
+import torch.nn as nn
 from mmengine.config import Config, DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mobileone_mm.apis import load_config
+from mobileone_mm.models import MobileOne
+from mobileone_mm.models.backbones.mobileone import missing_pretrained
 from mobileone_mm.utils.errors import UserError
+from .checkpoints import find_resume_checkpoint, read_checkpoint, warn
 from .cpu_dist import prepare_cpu_distributed
-from .data_check import check_data
+from .data_check import MissingDataError, check_data
+from .load_check import Shapes, check_fit, unfused_config, weight_shapes
 
 
 def add_common_args(parser) -> None:
@@ -29,6 +36,15 @@ def parse_tool_args(parser):
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def run_tool(func, *args, **kwargs) -> None:
+    """``func(*args, **kwargs)`` for a tool: bad input exits non-zero with
+    one ``error: ...`` message that names the fix, no traceback."""
+    try:
+        func(*args, **kwargs)
+    except (UserError, MissingDataError) as err:
+        sys.exit(f'error: {err}')
 
 
 def _work_dir(cfg: Config, config: str, work_dir: Optional[str]) -> str:
@@ -62,18 +78,21 @@ def add_fused_eval(cfg: Config, val: bool = True, test: bool = True) -> None:
 
 
 def check_pretrained(cfg: Config) -> None:
-    """The backbone's ImageNet checkpoint must exist before training starts."""
-    from mobileone_mm.models.backbones.mobileone import (MobileOne,
-                                                         missing_pretrained)
+    """The backbone's ImageNet checkpoint must exist before training starts;
+    the message says how to make it."""
     backbone = cfg.get('model', {}).get('backbone') or {}
+    path = missing_pretrained(backbone.get('init_cfg'))
+    if path is None:
+        return
     arch = backbone.get('arch', 's0')
-    if not isinstance(arch, str):  # a changed preset, e.g. S4 without SE
-        widths = tuple(arch.get('widths', ()))
-        arch = next((name for name, preset in MobileOne.arch_settings.items()
-                     if tuple(preset['widths']) == widths), 's0')
-    message = missing_pretrained(backbone.get('init_cfg'), arch)
-    if message:
-        raise UserError(message)
+    arch = arch if isinstance(arch, str) else 'ARCH'
+    raise UserError(
+        f'MobileOne ImageNet checkpoint not found: {path}. Make it with one '
+        f'of: (1) convert Apple\'s released file: python '
+        f'tools/convert_checkpoint.py mobileone_{arch}_unfused.pth.tar {path}; '
+        f'(2) train configs/classification/mobileone_{arch}_in1k.py with '
+        f'tools/train.py and copy its checkpoint there; (3) train from '
+        f'scratch: --cfg-options model.backbone.init_cfg=None')
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -83,13 +102,102 @@ def build_runner(cfg: Config) -> Runner:
     return RUNNERS.build(cfg)
 
 
+def use_atomic_checkpoints(cfg: Config) -> None:
+    """Make the config's ``CheckpointHook`` (mmengine's default one if the
+    config names none) an ``AtomicCheckpointHook`` with the same options;
+    a hook of another type or ``None`` (no checkpoints) is left alone."""
+    hooks = dict(cfg.get('default_hooks') or {})
+    hook = hooks.get('checkpoint', dict(type='CheckpointHook', interval=1))
+    if isinstance(hook, dict) and hook.get('type') in (
+            'CheckpointHook', 'mmengine.CheckpointHook'):
+        hooks['checkpoint'] = dict(hook, type='mobileone_mm.AtomicCheckpointHook')
+        cfg.default_hooks = hooks
+
+
+def _mobileone_cfgs(node) -> Iterator[dict]:
+    """The MobileOne configs inside a model config."""
+    if isinstance(node, dict):
+        kind = node.get('type')
+        name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+        if name.split('.')[-1] == 'MobileOne':
+            yield node
+        node = list(node.values())
+    if isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _mobileone_cfgs(value)
+
+
+def _fused_training(config: str) -> str:
+    return (f'{config} builds a fused MobileOne (deploy=True): fused networks '
+            f'have no BN and are for inference; train {unfused_config(config)} '
+            f'and fuse afterwards with tools/reparameterize.py (--allow-fused '
+            f'fine-tunes the fused network anyway)')
+
+
+def check_backbones(cfg: Config, config: str, training: bool = False) -> None:
+    """Stop on an unknown MobileOne arch and, when ``training``, on a fused
+    (``deploy=True``) MobileOne, before any data or model is built."""
+    for backbone in _mobileone_cfgs(cfg.get('model')):
+        arch = backbone.get('arch', 's0')
+        if isinstance(arch, str) and arch.lower() not in MobileOne.arch_settings:
+            raise UserError(
+                f'unknown MobileOne arch {arch!r}: choose one of '
+                f'{", ".join(MobileOne.arch_settings)} (e.g. --cfg-options '
+                f'model.backbone.arch=s0)')
+        if training and backbone.get('deploy'):
+            raise UserError(_fused_training(config))
+
+
+def bare_model(runner: Runner) -> nn.Module:
+    model = runner.model
+    return model.module if is_model_wrapper(model) else model
+
+
+def _weights_to_train_from(cfg: Config, resume: Optional[str],
+                           partial_load: bool) -> Optional[Shapes]:
+    """Point the config at the checkpoint to resume or fine-tune from and
+    return its weight shapes (``None``: nothing to load). ``--resume``
+    without a path takes the newest checkpoint in the work dir that loads;
+    in a work dir without checkpoints training starts as without it."""
+    if resume is None and cfg.get('resume'):  # the config's own resume
+        resume = cfg.get('load_from') or 'auto'
+    if resume is not None and partial_load:
+        raise UserError('--partial-load is for fine-tuning (load_from); '
+                        '--resume needs a checkpoint of the same model: drop '
+                        'one of them')
+    cfg.resume = False
+    if resume == 'auto':
+        found = find_resume_checkpoint(cfg.work_dir)
+        if found is not None:
+            cfg.resume, cfg.load_from = True, found[0]
+            return weight_shapes(found[1], found[0])
+        warn(f'--resume: no checkpoint in {cfg.work_dir} yet; training '
+             f'starts from the beginning')
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise UserError(f'checkpoint to resume from not found: {resume}')
+        cfg.resume, cfg.load_from = True, resume
+        return weight_shapes(read_checkpoint(resume, resume=True), resume)
+    load_from = cfg.get('load_from')
+    if not load_from or '://' in load_from:  # nothing, or a URL for mmengine
+        return None
+    if not osp.isfile(load_from):
+        raise UserError(f'load_from checkpoint not found: {load_from}')
+    return weight_shapes(read_checkpoint(load_from), load_from)
+
+
 def train(config: str, work_dir: Optional[str] = None, resume=None,
           amp: bool = False, auto_scale_lr: bool = False,
           fused_val: bool = False, cfg_options: Optional[dict] = None,
-          launcher: str = 'none') -> Runner:
+          launcher: str = 'none', partial_load: bool = False,
+          allow_fused: bool = False) -> Runner:
+    """Train ``config``; what loads is checked strictly (``partial_load``
+    lets a checkpoint load partly, saying what did not), a fused MobileOne
+    is refused unless ``allow_fused``, checkpoints are written atomically."""
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
     cfg.work_dir = _work_dir(cfg, config, work_dir)
+    check_backbones(cfg, config, training=not allow_fused)
     if amp:
         enable_amp(cfg)
     if auto_scale_lr:
@@ -97,19 +205,22 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
             raise UserError('--auto-scale-lr needs auto_scale_lr.base_batch_size '
                             'in the config')
         cfg.auto_scale_lr.enable = True
-    if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif resume is not None:
-        if not osp.isfile(resume):
-            raise UserError(f'checkpoint to resume from not found: {resume}')
-        cfg.resume, cfg.load_from = True, resume
+    shapes = _weights_to_train_from(cfg, resume, partial_load)
     if fused_val:
         add_fused_eval(cfg, val=True, test=True)
+    use_atomic_checkpoints(cfg)
     check_data(cfg, loaders=('train_dataloader', 'val_dataloader')
                if cfg.get('val_cfg') else ('train_dataloader', ))
     if not cfg.get('resume'):
         check_pretrained(cfg)
     runner = build_runner(cfg)
+    model = bare_model(runner)
+    if not allow_fused and any(isinstance(m, MobileOne) and m.is_fused
+                               for m in model.modules()):
+        raise UserError(_fused_training(config))
+    if shapes is not None:
+        check_fit(model, shapes, cfg.load_from, config, partial=partial_load,
+                  resume=cfg.resume)
     runner.train()
     return runner
 
@@ -117,10 +228,13 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
 def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
          deploy: bool = False, out: Optional[str] = None,
          show_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
-         launcher: str = 'none') -> dict:
+         launcher: str = 'none', partial_load: bool = False) -> dict:
+    """Evaluate ``checkpoint``, which must fit the config's model (keys and
+    shapes) unless ``partial_load``."""
     cfg = load_config(config, cfg_options)
     if not osp.isfile(checkpoint):
         raise UserError(f'checkpoint not found: {checkpoint}')
+    check_backbones(cfg, config)
     cfg.launcher = launcher
     cfg.work_dir = _work_dir(cfg, config, work_dir)
     cfg.load_from = checkpoint
@@ -141,7 +255,10 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=out))
+    shapes = weight_shapes(read_checkpoint(checkpoint), checkpoint)
     check_data(cfg, loaders=('test_dataloader', ))
     runner = build_runner(cfg)
+    check_fit(bare_model(runner), shapes, checkpoint, config,
+              partial=partial_load)
     os.makedirs(cfg.work_dir, exist_ok=True)
     return runner.test()

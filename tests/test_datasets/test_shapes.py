@@ -2,9 +2,11 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 from pycocotools import mask as mask_utils
 
 from mobileone_mm.datasets import SHAPES_CLASSES, generate_shapes
+from mobileone_mm.datasets.shapes import shape_size_range
 
 
 def test_labels_are_exact_and_deterministic(tmp_path):
@@ -37,3 +39,20 @@ def test_labels_are_exact_and_deterministic(tmp_path):
     other = generate_shapes(str(tmp_path / 'c'), num_train=6, num_val=3,
                             size=96, min_size=16, max_size=48, seed=4)
     assert json.load(open(other['train'])) != coco
+
+
+@pytest.mark.parametrize('size, expected', [
+    (128, (28, 56)),  # the detection demo's images: generate()'s defaults
+    (96, (21, 42)),   # the segmentation demo's images
+    (64, (14, 28))])
+def test_shape_sizes_scale_with_the_image(size, expected):
+    assert shape_size_range(size) == expected
+
+
+def test_scaled_shapes_fit_the_range(tmp_path):
+    min_size, max_size = shape_size_range(96)
+    files = generate_shapes(str(tmp_path), num_train=4, num_val=1, size=96,
+                            min_size=min_size, max_size=max_size, seed=0)
+    boxes = [a['bbox'] for a in json.load(open(files['train']))['annotations']]
+    # a circle of diameter s covers s + 1 pixels (cv2.circle, radius s // 2)
+    assert boxes and all(max(w, h) <= max_size + 1 for _, _, w, h in boxes)

@@ -1,5 +1,7 @@
 """Resume, distributed launch and mim for the detection tools."""
 import copy
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -113,19 +115,55 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_torchrun_on_cpu(shapes_root, tmp_path):
+def _probe_config(tmp_path):
+    """The demo config plus tests/test_detection/dist_probe.py's hook, loaded
+    by tools/train.py itself (``custom_imports``)."""
+    path = tmp_path / 'probe_cfg.py'
+    path.write_text(
+        f'_base_ = [{str(SHAPES_CFG)!r}]\n'
+        "custom_imports = dict(imports=['tests.test_detection.dist_probe'],\n"
+        "                      allow_failed_imports=False)\n"
+        "custom_hooks = _base_.custom_hooks + [dict(type='DistProbeHook')]\n")
+    return path
+
+
+def test_dist_train_two_cpu_processes_is_data_parallel(shapes_root, tmp_path):
+    # Two gloo processes through tools/dist_train.sh: each rank records its
+    # wrapper, the world size, a digest of its parameters after every step
+    # and the images it trained on. Data parallel means: disjoint shards
+    # (DefaultSampler) covering the epoch, yet bit-identical parameters on
+    # both ranks after each step (DDP averages the gradients).
+    from mobileone_mm.engine.cpu_dist import CPUDistributedDataParallel
     work = tmp_path / 'dist'
-    cmd = ['bash', str(ROOT / 'tools' / 'dist_train.sh'), str(SHAPES_CFG), '2',
-           '--work-dir', str(work), '--cfg-options',
-           *shapes_options(shapes_root), 'train_dataloader.batch_size=2']
-    env = dict(subprocess_env(), PYTHON=sys.executable, PORT=str(_free_port()))
+    cmd = ['bash', str(ROOT / 'tools' / 'dist_train.sh'),
+           str(_probe_config(tmp_path)), '2', '--work-dir', str(work),
+           '--cfg-options', *shapes_options(shapes_root),
+           'train_dataloader.batch_size=2']
+    env = dict(subprocess_env(), PYTHON=sys.executable, PORT=str(_free_port()),
+               PYTHONPATH=os.pathsep.join(
+                   [str(ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = next(work.glob('*/*.log')).read_text()
     assert 'Distributed training: True' in log
-    assert 'CPUDistributedDataParallel' in log or 'Epoch(train)' in log
+    ranks = [json.loads((work / f'probe_rank{r}.json').read_text()) for r in (0, 1)]
+    wrapper = f'{CPUDistributedDataParallel.__module__}.' \
+              f'{CPUDistributedDataParallel.__qualname__}'
+    for rank, record in enumerate(ranks):
+        assert record['rank'] == rank and record['world_size'] == 2
+        assert record['wrapper'] == wrapper
     # 8 images, 2 per process and step, 2 processes: 2 iterations per epoch
+    steps = [record['steps'] for record in ranks]
+    assert len(steps[0]) == len(steps[1]) == 2
+    seen = [{i for step in rank_steps for i in step['img_ids']} for rank_steps in steps]
+    assert len(seen[0]) == len(seen[1]) == 4 and not seen[0] & seen[1]
+    ann = json.loads((shapes_root / 'annotations' / 'instances_train.json').read_text())
+    assert seen[0] | seen[1] == {img['id'] for img in ann['images']}
+    assert ranks[0]['initial'] == ranks[1]['initial']
+    digests = [[step['params'] for step in rank_steps] for rank_steps in steps]
+    assert digests[0] == digests[1]
+    assert len({ranks[0]['initial'], *digests[0]}) == 3, 'a step changed nothing'
     assert 'Epoch(train) [1][2/2]' in log
     assert (work / 'epoch_1.pth').exists()
 

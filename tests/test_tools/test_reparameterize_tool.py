@@ -1,3 +1,5 @@
+import importlib
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -15,6 +17,8 @@ from ..utils import randomize_bn
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / 'tools' / 'reparameterize.py'
 
+# the module (the package attribute of that name is the function)
+fusion = importlib.import_module('mobileone_mm.deploy.reparameterize')
 HEADER = "custom_imports = dict(imports=['mobileone_mm'], allow_failed_imports=False)\n"
 CONFIGS = {
     'classification': """
@@ -105,3 +109,33 @@ def test_wrong_variant_checkpoint_is_one_line_error(tmp_path):
     assert proc.stderr.startswith('error:') and 'does not fit' in proc.stderr
     assert 'Traceback' not in proc.stderr
     assert not (tmp_path / 'o.pth').exists()
+
+
+def test_failed_check_is_one_line_error(tmp_path, monkeypatch, capsys):
+    """Fused outputs that differ: the comparison is printed, then one error
+    line; nothing is written."""
+    cfg_path = tmp_path / 'cls.py'
+    cfg_path.write_text(HEADER + textwrap.dedent(CONFIGS['classification']))
+    model = randomize_bn(build_model(Config.fromfile(str(cfg_path))))
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+
+    real = fusion.reparameterize
+
+    def broken(model, inplace=False):
+        model = real(model, inplace)
+        with torch.no_grad():
+            model.head.fc.bias += 10.
+        return model
+
+    monkeypatch.setattr(fusion, 'reparameterize', broken)
+    out = tmp_path / 'o.pth'
+    monkeypatch.setattr(sys, 'argv', ['reparameterize.py', str(cfg_path),
+                                      str(ckpt), str(out)])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(TOOL), run_name='__main__')
+    message = str(info.value.code)
+    assert message.startswith('error: fused outputs differ by ')
+    assert message.endswith('nothing written') and '\n' not in message
+    assert 'max |diff|' in capsys.readouterr().out
+    assert not out.exists()

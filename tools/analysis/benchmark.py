@@ -13,8 +13,8 @@ ratios with PASS/FAIL. Writes DIR/benchmark.json and DIR/latency_vs_macs.png.
 import argparse
 import sys
 
+from mobileone_mm import benchmark
 from mobileone_mm.utils.errors import UserError
-from mobileone_mm.deploy import benchmark
 
 
 def parse_args(argv=None):
@@ -48,7 +48,7 @@ def main(argv=None):
     available = benchmark.available_models()
     models = args.models or (list(benchmark.QUICK_MODELS) if args.quick
                              else available)
-    runs = args.runs or (5 if args.quick else 1000)
+    runs = args.runs if args.runs is not None else (5 if args.quick else 1000)
     try:
         unknown = [m for m in models if m not in available]
         if unknown:

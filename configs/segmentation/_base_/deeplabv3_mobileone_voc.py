@@ -6,23 +6,12 @@ _base_ = [
     './deeplabv3_mobileone.py',
     'mmseg::_base_/datasets/pascal_voc12_aug.py',
 ]
-crop_size = (512, 512)  # paper Sec. 4 / MobileViT: 512x512 crops
+crop_size = {{_base_.paper_crop_size}}
 model = dict(
     data_preprocessor=dict(size=crop_size),
     decode_head=dict(num_classes=21),
     auxiliary_head=dict(num_classes=21))
-
-# supp. E.1: the only augmentations are random resize, random crop and
-# horizontal flip (mmseg's VOC pipeline without PhotoMetricDistortion).
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0),
-         keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
-]
+train_pipeline = {{_base_.paper_train_pipeline}}
 # VOC aug = VOC 2012 train (SegmentationClass) + SBD (SegmentationClassAug),
 # 10,582 images, as mmseg's pascal_voc12_aug.
 dataset_train = dict(
@@ -48,13 +37,11 @@ dataset_coco_voc = dict(
     ann_file='voc_masks/train2017.txt',
     pipeline=train_pipeline)
 
-# Total batch 32 = 8 GPUs x 4 images (mmseg's 512x512 setting; the paper does
-# not state its batch): 10,582 / 32 = 331 iterations per epoch, 16,550 for the
-# 50 epochs.
+# Total batch 32 (8 x 4): 10,582 / 32 = 331 iterations per epoch, 16,550 for
+# the 50 epochs.
 train_dataloader = dict(
     batch_size=4,
     num_workers=4,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='ConcatDataset', datasets=[dataset_train, dataset_aug]))
 # val: VOC 2012 val, 1,449 images, mIoU (mmseg's pascal_voc12_aug base)
-auto_scale_lr = dict(enable=False, base_batch_size=32)

@@ -8,18 +8,19 @@ shapes match). ``switch_to_deploy()`` folds them into one conv, so the
 inference network is a plain chain of conv + ReLU.
 """
 import os.path as osp
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mobileone_mm.checkpoint.pretrained import load_pretrained
 from mobileone_mm.registry import MODELS
-from ..utils.fusion import fuse_conv_bn, identity_kernel, pad_kernel
+from .mobileone_block import MobileOneBlock, SqueezeExcite
+
+__all__ = ['MobileOne', 'MobileOneBlock', 'SqueezeExcite']
 
 NUM_STAGES = 4
 BASE_WIDTHS = (64, 128, 256, 512)  # paper Table 2, before the width factor alpha
@@ -42,201 +43,14 @@ def pretrained_cfgs(init_cfg) -> List[dict]:
             if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained']
 
 
-def missing_pretrained(init_cfg, arch: str = 's0') -> Optional[str]:
-    """A message saying how to get the ``Pretrained`` checkpoint that
-    ``init_cfg`` names, or ``None`` when it exists (or is a URL)."""
+def missing_pretrained(init_cfg) -> Optional[str]:
+    """The checkpoint path of a ``Pretrained`` entry of ``init_cfg`` that
+    does not exist (URLs are left to mmengine's loader), else ``None``."""
     for cfg in pretrained_cfgs(init_cfg):
         path = cfg.get('checkpoint')
         if isinstance(path, str) and '://' not in path and not osp.isfile(path):
-            return (f'MobileOne ImageNet checkpoint not found: {path}. Make '
-                    f'it with one of: (1) convert Apple\'s released file: '
-                    f'python tools/convert_checkpoint.py '
-                    f'mobileone_{arch}_unfused.pth.tar {path}; (2) train '
-                    f'configs/classification/mobileone_{arch}_in1k.py with '
-                    f'tools/train.py and copy its checkpoint there; (3) train '
-                    f'from scratch: --cfg-options model.backbone.init_cfg=None')
+            return path
     return None
-
-
-# Activations that take no ``inplace`` argument (mmcv ConvModule's list).
-_NO_INPLACE = ('Tanh', 'PReLU', 'Sigmoid', 'HSigmoid', 'Swish', 'GELU')
-
-
-def _activation(act_cfg: Optional[dict]) -> nn.Module:
-    """``build_activation_layer`` with ``inplace=True`` by default, as
-    ``mmcv.cnn.ConvModule``: no extra output tensor per block."""
-    if not act_cfg:
-        return nn.Identity()
-    act_cfg = dict(act_cfg)
-    if act_cfg['type'] not in _NO_INPLACE:
-        act_cfg.setdefault('inplace', True)
-    return build_activation_layer(act_cfg)
-
-
-class SqueezeExcite(nn.Module):
-    """SE-ReLU (Hu et al.) as in ml-mobileone: global pool, 1x1 reduce, ReLU,
-    1x1 expand, sigmoid gate. Written here (four lines) because mmcv has no
-    SE layer; mmdet's and mmpretrain's would make the backbone depend on
-    them and rename the weights."""
-
-    def __init__(self, channels: int, ratio: int = 16) -> None:
-        super().__init__()
-        hidden = int(channels / ratio)  # ml-mobileone: int(c * 0.0625)
-        self.reduce = nn.Conv2d(channels, hidden, 1, bias=True)
-        self.expand = nn.Conv2d(hidden, channels, 1, bias=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.expand(torch.relu(self.reduce(s)))
-        return x * torch.sigmoid(s)
-
-
-class MobileOneBlock(BaseModule):
-    """One re-parameterizable conv of MobileOne (paper Fig. 3).
-
-    The block is fused exactly when ``reparam_conv`` exists: the structure,
-    not a flag, says which state it is in.
-
-    Args:
-        in_channels: Input channels.
-        out_channels: Output channels.
-        kernel_size: Kernel size of the main branches (3 or 1).
-        stride: Stride.
-        dilation: Dilation of the kxk branches (the 1x1 branches need none:
-            their tap sits on the centre of the dilated kernel).
-        groups: Conv groups (``in_channels`` for depthwise).
-        num_conv_branches: ``k``, the trivial over-parameterization factor.
-        use_se: Apply SE-ReLU after the conv (MobileOne-S4).
-        norm_cfg: Norm layer of every branch (BN or SyncBN).
-        act_cfg: Activation after the block; ``None`` for none. Applied in
-            place where the activation allows it, as mmcv's ``ConvModule``
-            does (its input is always a fresh tensor here).
-        use_identity: Add the BN-only identity branch. ``None`` (default):
-            when input and output shapes match (same channels, stride 1).
-        deploy: Build the fused single conv directly.
-    """
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 kernel_size: int,
-                 stride: int = 1,
-                 dilation: int = 1,
-                 groups: int = 1,
-                 num_conv_branches: int = 1,
-                 use_se: bool = False,
-                 norm_cfg: dict = dict(type='BN'),
-                 act_cfg: Optional[dict] = dict(type='ReLU'),
-                 use_identity: Optional[bool] = None,
-                 deploy: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if use_identity is None:
-            use_identity = in_channels == out_channels and stride == 1
-        if use_identity and (in_channels != out_channels or stride != 1):
-            raise ValueError('an identity branch needs in_channels == '
-                             'out_channels and stride 1')
-        if num_conv_branches < 1:
-            raise ValueError(
-                f'num_conv_branches must be >= 1, got {num_conv_branches}')
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.dilation = dilation
-        self.padding = dilation * (kernel_size // 2)
-        self.groups = groups
-        self.num_conv_branches = num_conv_branches
-        self.norm_cfg = norm_cfg
-
-        self.se = SqueezeExcite(out_channels) if use_se else nn.Identity()
-        self.act = _activation(act_cfg)
-
-        self.reparam_conv: Optional[nn.Conv2d] = None
-        self.conv_kxk: Optional[nn.ModuleList] = None
-        self.conv_scale: Optional[nn.Sequential] = None
-        self.identity: Optional[nn.Module] = None
-        if deploy:
-            self.reparam_conv = self._fused_conv()
-            return
-        if use_identity:
-            self.identity = build_norm_layer(norm_cfg, in_channels)[1]
-        self.conv_kxk = nn.ModuleList(
-            self._conv_bn(kernel_size, self.padding, dilation)
-            for _ in range(num_conv_branches))
-        if kernel_size > 1:
-            self.conv_scale = self._conv_bn(1, 0, 1)
-
-    def _conv_bn(self, kernel_size: int, padding: int,
-                 dilation: int) -> nn.Sequential:
-        conv = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            kernel_size,
-            stride=self.stride,
-            padding=padding,
-            dilation=dilation,
-            groups=self.groups,
-            bias=False)
-        bn = build_norm_layer(self.norm_cfg, self.out_channels)[1]
-        return nn.Sequential(OrderedDict(conv=conv, bn=bn))
-
-    def _fused_conv(self) -> nn.Conv2d:
-        return nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=True)
-
-    @property
-    def is_fused(self) -> bool:
-        return self.reparam_conv is not None
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.reparam_conv is not None:
-            return self.act(self.se(self.reparam_conv(x)))
-        out = self.identity(x) if self.identity is not None else 0
-        if self.conv_scale is not None:
-            out = out + self.conv_scale(x)
-        for branch in self.conv_kxk:
-            out = out + branch(x)
-        return self.act(self.se(out))
-
-    @torch.no_grad()
-    def fused_kernel_bias(self) -> Tuple[Tensor, Tensor]:
-        """The single kernel and bias equal to the sum of all branches."""
-        if self.reparam_conv is not None:
-            return self.reparam_conv.weight, self.reparam_conv.bias
-        pairs = [fuse_conv_bn(b.conv.weight, b.bn) for b in self.conv_kxk]
-        if self.conv_scale is not None:
-            w, b = fuse_conv_bn(self.conv_scale.conv.weight,
-                                self.conv_scale.bn)
-            pairs.append((pad_kernel(w, self.kernel_size), b))
-        if self.identity is not None:
-            ident = identity_kernel(self.in_channels, self.groups,
-                                    self.kernel_size,
-                                    like=self.conv_kxk[0].conv.weight)
-            pairs.append(fuse_conv_bn(ident, self.identity))
-        kernel = torch.stack([w for w, _ in pairs]).sum(0)
-        bias = torch.stack([b for _, b in pairs]).sum(0)
-        return kernel, bias
-
-    def switch_to_deploy(self) -> None:
-        """Fuse the branches into ``reparam_conv`` in place (idempotent)."""
-        if self.reparam_conv is not None:
-            return
-        kernel, bias = self.fused_kernel_bias()
-        conv = self._fused_conv().to(device=kernel.device, dtype=kernel.dtype)
-        conv.weight.data.copy_(kernel)
-        conv.bias.data.copy_(bias)
-        self.reparam_conv = conv
-        self.conv_kxk = None
-        self.conv_scale = None
-        self.identity = None
 
 
 @MODELS.register_module()
@@ -261,6 +75,9 @@ class MobileOne(BaseModule):
         norm_cfg: Norm layer config (BN or SyncBN).
         act_cfg: Activation config (the paper uses ReLU only, Sec. 3.2).
         deploy: Build the fused, branch-free network directly.
+        use_se: ``False`` drops the SE-ReLU blocks of the arch (S4 without
+            SE, as the paper's segmentation models, Table 9b); the default
+            keeps what the arch has.
         branch_gamma: BN scale ``gamma`` given at initialisation to the conv
             branches of blocks that have an identity branch. ``None`` (the
             default) keeps 1, as ml-mobileone. A small value (0, 0.1) starts
@@ -270,7 +87,12 @@ class MobileOne(BaseModule):
             chance (the CPU demos need this). Not applied when ``init_cfg``
             loads a checkpoint; the fused network is the same either way.
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
-            checkpoint='mobileone_s0.pth', prefix='backbone.')``.
+            checkpoint='mobileone_s0.pth', prefix='backbone.')``. A
+            ``Pretrained`` file may be Apple's (unfused or fused),
+            mmpretrain's, timm's or ours, with or without ``prefix``; it must
+            give every weight of this backbone (``deploy=True`` for a fused
+            file), else loading stops naming the file's variant and the fix
+            (:func:`mobileone_mm.checkpoint.load_pretrained`).
 
     Example:
         >>> import torch
@@ -306,6 +128,7 @@ class MobileOne(BaseModule):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: Optional[dict] = dict(type='ReLU'),
                  deploy: bool = False,
+                 use_se: bool = True,
                  branch_gamma: Optional[float] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer=['Conv2d']),
@@ -314,6 +137,8 @@ class MobileOne(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.arch_name = arch if isinstance(arch, str) else 'custom'
         self.arch = self._parse_arch(arch)
+        if not use_se:
+            self.arch['num_se_blocks'] = (0, ) * NUM_STAGES
         self.out_indices = self._parse_out_indices(out_indices)
         for name, value in (('strides', strides), ('dilations', dilations)):
             if len(value) != NUM_STAGES:
@@ -438,13 +263,24 @@ class MobileOne(BaseModule):
         return tuple(outs)
 
     def init_weights(self) -> None:
-        message = missing_pretrained(self.init_cfg, self.arch_name)
-        if message:
-            raise FileNotFoundError(message)
-        super().init_weights()
-        if self.branch_gamma is not None and not pretrained_cfgs(
-                self.init_cfg):
-            self._init_branch_gamma(self.branch_gamma)
+        path = missing_pretrained(self.init_cfg)
+        if path is not None:
+            raise FileNotFoundError(
+                f'MobileOne pretrained checkpoint not found: {path} (the '
+                f'Pretrained entry of init_cfg); point it at an existing file, '
+                f'or set init_cfg=None to train from scratch')
+        pretrained = pretrained_cfgs(self.init_cfg)
+        if not pretrained:
+            super().init_weights()
+            if self.branch_gamma is not None:
+                self._init_branch_gamma(self.branch_gamma)
+            return
+        # Loaded here instead of by mmengine's PretrainedInit (non-strict,
+        # one key layout): any known format, and every weight must come from
+        # the file, so the other init_cfg entries would be overwritten.
+        for cfg in pretrained:
+            load_pretrained(self, cfg['checkpoint'], cfg.get('prefix'))
+        self._is_init = True
 
     @torch.no_grad()
     def _init_branch_gamma(self, gamma: float) -> None:

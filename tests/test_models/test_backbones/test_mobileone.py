@@ -8,7 +8,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobileone_mm import reparameterize
 from mobileone_mm.models import MobileOne, MobileOneBlock
-from mobileone_mm.models.utils import fuse_conv_bn, identity_kernel
 
 from ...utils import classifier, randomize_bn
 
@@ -98,6 +97,7 @@ def test_fusion_is_exact_float64(arch):
         fused = reparameterize(model)
         assert not model.is_fused and fused.is_fused  # inplace=False copies
         out = fused(x)
+    assert len(out) == len(ref) == 4
     for r, o in zip(ref, out):
         assert o.dtype == torch.float64
         torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-9 * r.abs().max().item())
@@ -133,21 +133,6 @@ def test_output_stride_8_keeps_the_imagenet_structure(arch):
     assert os8.stage3[2].identity is not None  # later depthwise blocks keep it
     result = os8.load_state_dict(imagenet.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-
-
-def test_fuse_conv_bn_formula():
-    torch.manual_seed(0)
-    bn = nn.BatchNorm2d(4).double().eval()
-    randomize_bn(bn)
-    w = torch.randn(4, 2, 3, 3, dtype=torch.float64)
-    fw, fb = fuse_conv_bn(w, bn)
-    sigma = (bn.running_var + bn.eps).sqrt()
-    torch.testing.assert_close(fw, w * (bn.weight / sigma).view(-1, 1, 1, 1))
-    torch.testing.assert_close(fb, bn.bias - bn.running_mean * bn.weight / sigma)
-    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
-    k = identity_kernel(4, 2, 3, like=w)
-    assert k.dtype == torch.float64 and k.sum() == 4
-    torch.testing.assert_close(nn.functional.conv2d(x, k, padding=1, groups=2), x)
 
 
 def test_switch_to_deploy_idempotent_and_keeps_dtype():
@@ -186,17 +171,46 @@ def test_fused_checkpoint_round_trip(tmp_path):
     deployed.load_state_dict(sd, strict=True)
     with torch.no_grad():
         out = deployed(x)
+    assert len(out) == len(ref) == 2
     for r, o in zip(ref, out):
         torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
 
 
-def test_reparameterize_whole_model_keeps_device_and_mode():
-    model = classifier(MobileOne('s0'), num_classes=10).eval()
-    fused = reparameterize(model)
-    assert fused is not model and not fused.training
-    assert all(b.is_fused for b in fused.modules()
+@pytest.mark.parametrize('device', [
+    'cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='no CUDA device'))])
+def test_reparameterize_whole_model_keeps_device_and_mode(device):
+    model = classifier(MobileOne('s0'), num_classes=10).to(device, torch.float64)
+    before = copy.deepcopy(model.state_dict())
+    for training in (False, True):
+        model.train(training)
+        fused = reparameterize(model)
+        assert fused is not model
+        first, ref = next(fused.parameters()), next(model.parameters())
+        assert first.device == ref.device and ref.device.type == device
+        assert first.dtype == ref.dtype == torch.float64
+        assert all(p.dtype == torch.float64 for p in fused.parameters())
+        assert all(b.dtype == torch.float64 for b in fused.buffers()
+                   if b.is_floating_point())
+        assert all(p.device == ref.device for p in fused.parameters())
+        assert all(m.training is training for m in fused.modules())
+        assert all(m.training is training for m in model.modules())
+        assert all(b.is_fused for b in fused.modules()
+                   if isinstance(b, MobileOneBlock))
+        # the original is untouched: not fused, no storage shared
+        assert not any(b.is_fused for b in model.modules()
+                       if isinstance(b, MobileOneBlock))
+        ours = {p.data_ptr() for p in model.parameters()}
+        assert not ours & {p.data_ptr() for p in fused.parameters()}
+        after = model.state_dict()
+        assert after.keys() == before.keys()
+        assert all(torch.equal(after[k], before[k]) for k in before)
+    model.eval()
+    same = reparameterize(model, inplace=True)
+    assert same is model and not model.training
+    assert all(b.is_fused for b in model.modules()
                if isinstance(b, MobileOneBlock))
-    assert reparameterize(model, inplace=True) is model
+    assert next(model.parameters()).dtype == torch.float64
 
 
 @pytest.mark.parametrize('arch', ['s0', 's4'])

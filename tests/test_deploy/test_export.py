@@ -1,4 +1,5 @@
-"""tools/deploy.py: fuse, export to Core ML and ONNX, check, time, report."""
+"""deploy() end to end and tools/deploy.py: fuse, export to Core ML and ONNX,
+check, time, report (mobileone_mm/deploy/export.py)."""
 import copy
 import json
 import platform
@@ -10,19 +11,24 @@ import pytest
 import torch
 
 from mobileone_mm.apis import build_model, load_config
-from mobileone_mm.utils.errors import UserError
 from mobileone_mm.deploy import export
-from mobileone_mm.deploy.export import DeployCheckFailed, deploy
+from mobileone_mm.deploy.export import DeployCheckFailed, DeployOptions, deploy
 from mobileone_mm.models import MobileOneBlock
+from mobileone_mm.utils.errors import UserError
 
 from ..conftest import ROOT, subprocess_env
+from .conftest import (CLS_S0, CLS_S4, DET_S0, DET_S1, S0_BLOCKS, S4_CONVS,
+                       SEG_S0, check_latency, code_running_checkpoint,
+                       trained_like_checkpoint)
 
 TOOL = ROOT / 'tools' / 'deploy.py'
-DET_S0 = ROOT / 'configs' / 'detection' / 'ssdlite_mobileone_s0.py'
-DET_S1 = ROOT / 'configs' / 'detection' / 'ssdlite_mobileone_s1.py'
-CLS_S0 = ROOT / 'configs' / 'classification' / 'mobileone_s0_in1k.py'
-SEG_S0 = ROOT / 'configs' / 'segmentation' / 'deeplabv3_mobileone_s0_voc.py'
-S0_BLOCKS = 43  # stem + 2 x (2 + 8 + 10 + 1) block pairs, paper Table 2
+# The whole SSDLite-S0 without NMS: the 43 backbone convs plus the extra
+# levels' and the SSDLite head's depthwise-separable convs (README).
+SSDLITE_S0_CONVS = 79
+# The whole DeepLabV3-S0 without post-processing: the 43 backbone convs plus
+# the decode head's (ASPP image pool, 1x1 and three dilated 3x3 branches,
+# bottleneck, classifier); the auxiliary head does not run in mode='tensor'.
+DEEPLABV3_S0_CONVS = S0_BLOCKS + 7
 
 
 def run_tool(*args, cwd=ROOT):
@@ -31,29 +37,14 @@ def run_tool(*args, cwd=ROOT):
                           env=subprocess_env())
 
 
-def trained_like_checkpoint(config, path):
-    """A checkpoint with realistic BN statistics (a few train-mode passes),
-    standing in for a trained model: its outputs have a sane scale, so
-    absolute differences mean something."""
-    cfg = load_config(str(config))
-    torch.manual_seed(0)
-    model = export.calibrate_bn(build_model(cfg), (1, 3, 224, 224))
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return path
-
-
-def check_latency(stats, runs):
-    assert stats['runs'] == runs
-    assert 0 < stats['min'] <= stats['median'] <= stats['p90']
-
-
 def check_backbone_report(report, work_dir, shape, runs):
-    """Fields the issue names, with values that prove the export."""
+    """Fields the report must have, with values that prove the export."""
     assert report['input_shape'] == list(shape)
     assert report['fusion']['unfused_blocks'] == 0
     assert report['fusion']['fused_blocks'] == S0_BLOCKS
     assert report['fusion']['max_abs_diff'] <= 1e-4
     assert report['branch_free'] is True and report['checks_passed'] is True
+    assert report['failures'] == []
 
     coreml = report['coreml']
     assert (work_dir / 'backbone.mlpackage').is_dir()
@@ -63,7 +54,7 @@ def check_backbone_report(report, work_dir, shape, runs):
     assert coreml['ops']['relu'] == S0_BLOCKS
     assert 'add' not in coreml['ops'] and coreml['branch_free'] is True
     if platform.system() != 'Darwin':
-        assert coreml['latency_ms'] is None
+        assert coreml['latency_ms'] is None and coreml['max_abs_diff'] is None
         assert 'needs macOS' in coreml['note']
     else:
         check_latency(coreml['latency_ms'], runs)
@@ -71,6 +62,7 @@ def check_backbone_report(report, work_dir, shape, runs):
     onnx = report['onnx']
     assert (work_dir / 'backbone.onnx').is_file()
     assert onnx['ops']['Conv'] == S0_BLOCKS and 'Add' not in onnx['ops']
+    assert onnx['branch_free'] is True
     assert onnx['max_abs_diff'] <= 1e-4
     assert onnx['max_abs_output'] > 0.1  # a real signal was compared
     check_latency(onnx['latency_ms'], runs)
@@ -111,9 +103,8 @@ def test_detection_s0_full_model(tmp_path):
 
     full = report['full_model']
     assert (work / 'model.mlpackage').is_dir() and (work / 'model.onnx').is_file()
-    # SSDLite: backbone 43 + depthwise-separable neck and head convs
-    assert full['coreml']['ops']['conv'] > S0_BLOCKS
-    assert full['onnx']['ops']['Conv'] == full['coreml']['ops']['conv']
+    assert full['coreml']['ops']['conv'] == SSDLITE_S0_CONVS
+    assert full['onnx']['ops']['Conv'] == SSDLITE_S0_CONVS
     # 6 levels x (class scores, box deltas), no NMS in the graph
     assert 'NonMaxSuppression' not in full['onnx']['ops']
     assert full['onnx']['max_abs_diff'] <= 1e-4
@@ -133,7 +124,22 @@ def test_segmentation_s0_dilated_backbone(tmp_path):
     assert report['onnx']['max_abs_diff'] <= 1e-4
     full = report['full_model']
     assert full['onnx']['max_abs_diff'] <= 1e-4
-    assert full['coreml']['ops']['conv'] == full['onnx']['ops']['Conv'] > S0_BLOCKS
+    assert full['coreml']['ops']['conv'] == DEEPLABV3_S0_CONVS
+    assert full['onnx']['ops']['Conv'] == DEEPLABV3_S0_CONVS
+
+
+def test_s4_backbone_chain_has_the_se_convs(tmp_path):
+    report = deploy(str(CLS_S4), None, str(tmp_path), runs=1,
+                    input_size=(64, 64), verbose=False)
+    assert report['expected_chain'] == dict(blocks=S0_BLOCKS, se_blocks=12,
+                                            convs=S4_CONVS, adds=0)
+    assert report['coreml']['ops']['conv'] == S4_CONVS == 67
+    assert report['onnx']['ops']['Conv'] == S4_CONVS
+    assert 'add' not in report['coreml']['ops']
+    assert 'Add' not in report['onnx']['ops']
+    assert report['coreml']['chain'] == ('67 conv = 43 fused blocks + 2 x 12 '
+                                         'SE, 0 add: a plain chain')
+    assert report['branch_free'] and report['checks_passed']
 
 
 def test_fused_config_has_no_train_time_model(tmp_path):
@@ -146,6 +152,21 @@ def test_fused_config_has_no_train_time_model(tmp_path):
     assert report['torch']['latency_ms']['unfused'] is None
     check_latency(report['torch']['latency_ms']['fused'], 1)
     assert report['coreml'] is None and report['onnx']['ops']['Conv'] == S0_BLOCKS
+
+
+def test_fused_checkpoint_is_recognised(tmp_path):
+    """A fused checkpoint (reparam_conv keys) is built fused and loads
+    strictly: no unfused model to time."""
+    cfg = load_config(str(CLS_S0))
+    cfg.model.backbone.deploy = True
+    ckpt = tmp_path / 'fused.pth'
+    torch.save(dict(state_dict=build_model(cfg).state_dict()), ckpt)
+    report = deploy(str(CLS_S0), str(ckpt), str(tmp_path / 'work'),
+                    backends=['onnx'], runs=1, input_size=(64, 64),
+                    verbose=False)
+    assert any('already fused' in note for note in report['notes'])
+    assert report['torch']['latency_ms']['unfused'] is None
+    assert report['onnx']['ops']['Conv'] == S0_BLOCKS
 
 
 def fuse_all_but_one(model, inplace=False):
@@ -166,12 +187,14 @@ def test_unfused_block_is_not_branch_free(tmp_path, monkeypatch):
     report = info.value.report
     assert report['branch_free'] is False and not report['checks_passed']
     assert report['fusion']['unfused_blocks'] == 1
-    # S0 stage blocks have k=4 kxk branches + scale (+ identity): extra convs
-    # and the adds that sum them are visible in the exported programs
-    assert report['coreml']['ops']['conv'] > S0_BLOCKS
-    assert report['coreml']['ops']['add'] >= 1
+    # The unfused block is stage 2's last 1x1 block (k=4 conv branches and a
+    # BN identity): 4 convs instead of 1, and 4 adds summing the 5 branches.
+    assert report['coreml']['ops']['conv'] == S0_BLOCKS + 3
+    assert report['coreml']['ops']['add'] == 4
     assert report['coreml']['branch_free'] is False
-    assert report['onnx']['ops']['Add'] >= 1
+    assert report['onnx']['ops']['Conv'] == S0_BLOCKS + 3
+    assert report['onnx']['ops']['Add'] == 4
+    assert report['onnx']['branch_free'] is False
     assert json.loads((work / 'report.json').read_text())['branch_free'] is False
 
     # the tool: the same failure is a one-line error and a non-zero exit
@@ -210,8 +233,44 @@ def test_bad_input_is_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines() == [f'error: {cases[2][1]}']
 
 
+def test_code_running_checkpoint_is_refused(tmp_path):
+    """A checkpoint is read as data: one whose unpickling would run code is
+    refused, naming the file, and the code never runs."""
+    marker = tmp_path / 'marker'
+    ckpt = code_running_checkpoint(tmp_path / 'evil.pth', marker)
+    with pytest.raises(UserError, match='evil.pth') as info:
+        deploy(str(CLS_S0), str(ckpt), str(tmp_path / 'work'),
+               backends=['onnx'], runs=1, input_size=(64, 64), verbose=False)
+    assert str(ckpt) in str(info.value)
+    assert not marker.exists()
+    assert not (tmp_path / 'work' / 'report.json').exists()
+
+
 def test_api_rejects_bad_options():
     with pytest.raises(UserError, match='precision'):
         deploy(str(DET_S0), precision='int8', verbose=False)
     with pytest.raises(UserError, match='iOS15'):
         deploy(str(DET_S0), target='iOS14', verbose=False)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(backends=['tflite']), "unsupported backend 'tflite'"),
+    (dict(precision='int8'), "unsupported precision 'int8'"),
+    (dict(target='iOS14'), 'ML programs need iOS15+'),
+    (dict(compute_units='npu'), "unsupported compute units 'npu'"),
+    (dict(runs=0), '--runs must be >= 1, got 0'),
+    (dict(input_size=(16, 64)), '--input-size takes H W >= 32'),
+    (dict(input_size=(64, )), '--input-size takes H W >= 32'),
+])
+def test_options_are_validated_in_one_place(kwargs, message):
+    with pytest.raises(UserError, match=message.replace('+', r'\+')):
+        DeployOptions(**kwargs)
+
+
+def test_options_are_normalized():
+    options = DeployOptions(backends=['ONNX', 'onnx', 'CoreML'], runs='3',
+                            input_size=[96, 64])
+    assert options.backends == ('onnx', 'coreml') and options.runs == 3
+    cfg = load_config(str(DET_S0))
+    assert options.input_shape(cfg) == (1, 3, 96, 64)
+    assert DeployOptions().input_shape(cfg) == (1, 3, 320, 320)

@@ -1,0 +1,210 @@
+"""Measuring several models side by side: each model's report row (params,
+MACs, ONNX export and its check) and its latency per backend, the models'
+runs taken in alternating blocks (:func:`~mobileone_mm.deploy.latency.
+interleaved_blocks`), each model in its own spawned process or all in this
+one.
+
+A model is given by a builder: a zero-argument callable that returns it,
+picklable (a module-level function or a ``functools.partial`` of one) so
+that a spawned process can build the model itself."""
+import functools
+import multiprocessing
+import os
+import traceback
+from typing import Callable, Dict, Hashable, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from mobileone_mm.deploy.complexity import count_macs, count_params
+from mobileone_mm.deploy.latency import (interleaved_blocks, time_runs,
+                                         torch_runner)
+from mobileone_mm.deploy.onnx import (export_onnx, onnx_compare, onnx_runner,
+                                      onnx_session)
+
+Builder = Callable[[], nn.Module]
+Log = Callable[[str], None]
+BACKENDS = ('torch', 'onnx')
+
+
+def prepare(model: nn.Module, input_shape: Sequence[int], work_dir: str,
+            name: str, backends: Sequence[str] = BACKENDS, macs: bool = True,
+            threads: int = 0) -> Tuple[Dict, Dict[str, Callable[[], object]]]:
+    """Params, MACs, the ONNX export and its check for one model; returns
+    the report row and one timing closure per backend (input preallocated)."""
+    model.eval()
+    row = dict(params=count_params(model),
+               macs=count_macs(model, input_shape) if macs else None,
+               latency_ms={})
+    runners = {}
+    torch.manual_seed(0)
+    if 'torch' in backends:
+        runners['torch'] = torch_runner(model, input_shape)
+    if 'onnx' in backends:
+        path = export_onnx(model, torch.rand(*input_shape),
+                           os.path.join(work_dir, f'{name}.onnx'))
+        session = onnx_session(path, threads)
+        # random weights: outputs can be large (summed train-time branches),
+        # so the diff is also given relative to the largest output
+        check = onnx_compare(session, model, torch.rand(*input_shape))
+        row['onnx_max_abs_diff'] = check['max_abs_diff']
+        row['onnx_max_rel_diff'] = check['max_rel_diff']
+        runners['onnx'] = onnx_runner(session, input_shape)
+    return row, runners
+
+
+def _time_backend(timers: Dict[Hashable, Callable[[int], Sequence[float]]],
+                  backend: str, runs: int, log: Log) -> Dict[Hashable, Dict]:
+    log(f'timing {len(timers)} models in {backend}, {runs} runs each ...')
+    return interleaved_blocks(timers, runs)
+
+
+def time_all(rows: Dict[str, Dict], runners: Dict[str, Dict], runs: int,
+             log: Log = print) -> None:
+    """Latency of every model, one backend at a time, the models' runs in
+    alternating blocks, so that the ratios of their times do not depend on
+    the machine's drift; written to ``rows[name]['latency_ms'][backend]``."""
+    backends = dict.fromkeys(b for r in runners.values() for b in r)
+    for backend in backends:
+        timers = {name: functools.partial(time_runs, r[backend])
+                  for name, r in runners.items() if backend in r}
+        for name, stats in _time_backend(timers, backend, runs, log).items():
+            rows[name]['latency_ms'][backend] = stats
+
+
+def _serve(conn, build: Builder, input_shape: Sequence[int],
+           threads: int) -> None:
+    """A worker process holding one model: built first and timed in
+    PyTorch before anything else (MAC counting and the ONNX export trace
+    the model, and their allocations change the memory allocator's state);
+    then, on request, its MACs, ONNX export and ONNX Runtime session.
+    Commands: ``('time', backend, n)`` -> n run times (s);
+    ``('prepare', name, work_dir, macs)`` -> the report row; ``None``: stop.
+    Every answer is ``(ok, value)``, a traceback when not ok."""
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = build().eval()
+        runners = dict(torch=torch_runner(model, input_shape))
+        conn.send((True, None))
+        while (msg := conn.recv()) is not None:
+            if msg[0] == 'time':
+                answer = time_runs(runners[msg[1]], msg[2])
+            else:
+                answer, onnx = prepare(model, input_shape, msg[2], msg[1],
+                                       backends=('onnx', ), macs=msg[3],
+                                       threads=threads)
+                runners.update(onnx)
+            conn.send((True, answer))
+    except Exception:  # reported by the parent, with the model's name
+        conn.send((False, traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class ModelProcess:
+    """One model in its own fresh (spawned) Python process; see ``_serve``."""
+
+    def __init__(self, name: str, build: Builder, input_shape: Sequence[int],
+                 threads: int) -> None:
+        context = multiprocessing.get_context('spawn')
+        self.name = name
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, build, tuple(input_shape), threads),
+            daemon=True)
+        self.process.start()
+        child.close()
+
+    def call(self, *msg):
+        """Send ``msg`` (``()``: only wait until the model is built)."""
+        if msg:
+            self.conn.send(msg)
+        try:
+            ok, answer = self.conn.recv()
+        except EOFError:
+            ok, answer = False, (f'the process exited (code '
+                                 f'{self.process.exitcode})')
+        if not ok:
+            raise RuntimeError(f'measuring {self.name} failed:\n{answer}')
+        return answer
+
+    def timer(self, backend: str) -> Callable[[int], List[float]]:
+        return lambda n: self.call('time', backend, n)
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+        self.conn.close()
+
+
+def _measure_in_process(builders: Dict[str, Builder],
+                        input_shape: Sequence[int], runs: int, work_dir: str,
+                        threads: int, macs: bool, log: Log) -> Dict[str, Dict]:
+    rows, runners = {}, {}
+    for name, build in builders.items():
+        log(f'building and exporting {name} ...')
+        torch.manual_seed(0)
+        rows[name], runners[name] = prepare(build(), input_shape, work_dir,
+                                            name, macs=macs, threads=threads)
+    time_all(rows, runners, runs, log)
+    return rows
+
+
+def _measure_isolated(procs: Dict[str, ModelProcess], runs: int,
+                      work_dir: str, macs: bool, log: Log) -> Dict[str, Dict]:
+    for proc in procs.values():
+        proc.call()  # built
+    torch_stats = _time_backend(
+        {name: p.timer('torch') for name, p in procs.items()}, 'torch', runs,
+        log)
+    rows = {}
+    for name, proc in procs.items():
+        log(f'exporting {name} ...')
+        rows[name] = proc.call('prepare', name, work_dir, macs)
+        rows[name]['latency_ms']['torch'] = torch_stats[name]
+    onnx_stats = _time_backend(
+        {name: p.timer('onnx') for name, p in procs.items()}, 'onnx', runs,
+        log)
+    for name, stats in onnx_stats.items():
+        rows[name]['latency_ms']['onnx'] = stats
+    return rows
+
+
+def measure_models(builders: Dict[str, Builder], input_shape: Sequence[int],
+                   runs: int, work_dir: str, threads: int = 0,
+                   macs: bool = True, isolate: bool = True,
+                   log: Log = print) -> Dict[str, Dict]:
+    """Report rows for ``{name: builder}``; per backend, the models' runs
+    are taken in 10 alternating blocks, so that a drift of the machine's
+    speed is shared by all models.
+
+    ``isolate`` (default): each model lives in its own fresh Python process
+    (as an app that loads one model), all of them at once, timed in turn:
+    nothing one model did to its process (memory allocator state, thread
+    pools, caches) changes another's time. Measured here: MobileNetV2's
+    time in a shared process depended on the models timed before it
+    (12-18 ms at 224x224); raising glibc malloc's mmap and trim thresholds
+    removed the difference (README, Benchmarks).
+    ``isolate=False``: all models in this process: less memory and start-up
+    time, but subject to the cross-model effects above.
+    """
+    if not isolate:
+        return _measure_in_process(builders, input_shape, runs, work_dir,
+                                   threads, macs, log)
+    log(f'starting {len(builders)} model processes ...')
+    procs = {}
+    try:
+        for name, build in builders.items():
+            procs[name] = ModelProcess(name, build, input_shape, threads)
+        return _measure_isolated(procs, runs, work_dir, macs, log)
+    finally:
+        for proc in procs.values():
+            proc.close()

@@ -1,0 +1,32 @@
+"""One ``tools/analysis/benchmark.py --quick --ablation`` run shared by the
+tests of every benchmark module (it takes a minute or two)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', ROOT / 'tools' / 'analysis' / 'benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def quick(tmp_path_factory):
+    """(out_dir, report) of a --quick --ablation run, 2 runs, one thread."""
+    out = tmp_path_factory.mktemp('bench')
+    threads = torch.get_num_threads()
+    try:
+        load_tool().main(['--quick', '--ablation', '--runs', '2', '--threads', '1',
+                          '--out-dir', str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    return out, json.loads((out / 'benchmark.json').read_text())
+
