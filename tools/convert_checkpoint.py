@@ -9,7 +9,8 @@ The result loads into any downstream config with
 import argparse
 import sys
 
-from mobileone_mm.checkpoint import FORMATS, ConversionError, convert_file
+from mobileone_mm.checkpoint import FORMATS, ConversionError
+from mobileone_mm.checkpoint.validate import convert_file
 
 
 def parse_args():

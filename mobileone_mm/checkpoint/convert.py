@@ -2,9 +2,11 @@
 
 The mapping is data: ``FORMATS`` holds, per source, rename rules for the
 top-level module (stem, stages, classifier) and for the inside of a block.
-``convert`` is a pure ``state_dict -> state_dict`` function; ``validate``
-proves the result loads strictly into the variant its shapes describe.
+``convert`` is a pure ``state_dict -> state_dict`` function (``validate.py``
+proves the result loads strictly into the variant its shapes describe).
 ``load_file`` reads any user checkpoint as data (``weights_only=True``).
+Nothing here needs the backbone class, so the backbone can use this module
+to read the files its ``Pretrained`` init is given.
 """
 import os
 import re
@@ -13,9 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from mobileone_mm.registry import MODELS
 from mobileone_mm.utils.errors import UserError
-from mobileone_mm.version import __version__
 from .mismatch import state_dict_mismatch
 
 Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
@@ -129,22 +129,15 @@ def convert(state_dict: Dict[str, Tensor], src_format: str,
     return out
 
 
-def _backbone_part(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    return {k[len('backbone.'):]: v for k, v in state_dict.items()
-            if k.startswith('backbone.')}
-
-
-def closest_variant(backbone: Dict[str, Tensor]
+def closest_variant(backbone: Dict[str, Tensor], mobileone: type
                     ) -> Tuple[str, bool, Tuple[list, list, list]]:
-    """The preset whose keys and shapes the backbone weights ``backbone``
-    (keys without ``backbone.``) match best, fused when the weights are.
+    """The preset of ``mobileone`` (the backbone class) whose keys and
+    shapes the backbone weights ``backbone`` (keys without ``backbone.``)
+    match best, fused when the weights are.
 
     Returns:
         ``(arch, fused, (missing, unexpected, wrong_shape))`` against it.
     """
-    # Through the registry: the backbone reads its checkpoints with this
-    # package, so importing it here would make a cycle.
-    mobileone = MODELS.get('MobileOne')
     fused = any('reparam_conv' in k for k in backbone)
     best = None
     for arch in mobileone.arch_settings:
@@ -155,44 +148,6 @@ def closest_variant(backbone: Dict[str, Tensor]
         if best is None or score < best[0]:
             best = (score, arch, result)
     return best[1], fused, best[2]
-
-
-def validate(state_dict: Dict[str, Tensor]) -> dict:
-    """Find the variant whose keys and shapes ``state_dict`` matches exactly.
-
-    Returns:
-        ``dict(arch=..., fused=..., num_classes=...)``.
-
-    Raises:
-        ConversionError: naming the missing/unexpected keys against the
-            closest variant.
-    """
-    backbone = _backbone_part(state_dict)
-    other = sorted(set(state_dict) - {f'backbone.{k}' for k in backbone}
-                   - {'head.fc.weight', 'head.fc.bias'})
-    if other:
-        raise ConversionError(f'unexpected keys outside backbone/head: '
-                              f'{other[:5]}')
-    arch, fused, (missing, unexpected, wrong) = closest_variant(backbone)
-    if missing or unexpected or wrong:
-        raise ConversionError(
-            f'does not load strictly into any MobileOne variant; closest is '
-            f'{arch} ({"fused" if fused else "unfused"}): missing keys '
-            f'{missing[:5]}{"..." if len(missing) > 5 else ""} '
-            f'({len(missing)}), unexpected keys {unexpected[:5]} '
-            f'({len(unexpected)}), shape mismatches {wrong[:5]} ({len(wrong)})')
-    # A real strict load, not only a key/shape comparison.
-    model = MODELS.get('MobileOne')(arch, deploy=fused, init_cfg=None)
-    model.load_state_dict(backbone, strict=True)
-    num_classes = None
-    if 'head.fc.weight' in state_dict:
-        w = state_dict['head.fc.weight']
-        if w.ndim != 2 or w.shape[1] != model.arch['widths'][-1]:
-            raise ConversionError(
-                f'head.fc.weight has shape {tuple(w.shape)}, expected '
-                f'(num_classes, {model.arch["widths"][-1]}) for {arch}')
-        num_classes = int(w.shape[0])
-    return dict(arch=arch, fused=fused, num_classes=num_classes)
 
 
 def why_unreadable(err: Exception) -> str:
@@ -226,29 +181,3 @@ def load_file(path: str, map_location='cpu') -> dict:
     except Exception as err:  # any reader error means: not a checkpoint
         raise ConversionError(f'{path}: cannot read as a checkpoint '
                               f'({why_unreadable(err)})')
-
-
-def convert_file(src: str, dst: str,
-                 src_format: Optional[str] = None) -> dict:
-    """Convert ``src`` to an mmengine checkpoint at ``dst``.
-
-    Nothing is written unless the result validates; ``src`` is never
-    overwritten.
-
-    Returns:
-        The checkpoint's ``meta``.
-    """
-    if os.path.exists(dst) and os.path.samefile(src, dst):
-        raise ConversionError(f'refusing to overwrite the input {src}; '
-                              'choose another DST')
-    state_dict = unwrap(load_file(src))
-    src_format = src_format or detect_format(state_dict)
-    converted = convert(state_dict, src_format)
-    info = validate(converted)
-    meta = dict(src=os.path.basename(src), src_format=src_format,
-                mobileone_mm_version=__version__, **info)
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.tmp{os.getpid()}'
-    torch.save(dict(state_dict=converted, meta=meta), tmp)
-    os.replace(tmp, dst)
-    return meta

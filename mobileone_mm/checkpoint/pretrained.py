@@ -99,7 +99,7 @@ def _does_not_fit(backbone: nn.Module, path: str, state: Dict[str, Tensor],
                   missing: list, wrong: list) -> str:
     """The one-line message: the file's variant, the config's, the fix."""
     arch, fused, (closest_missing, foreign, closest_wrong) = \
-        closest_variant(state)
+        closest_variant(state, type(backbone))
     if len(foreign) == len(state):
         return (f'{path} holds no MobileOne backbone weights (first keys: '
                 f'{few(list(state))}). Fix: point init_cfg at an Apple, '

@@ -14,6 +14,7 @@ mmpretrain has no strength parameter for AutoAugment.
 import copy
 from typing import Dict, List, Sequence, Tuple, Union
 
+from mmengine.registry import DefaultScope
 from mmpretrain.datasets.transforms.auto_augment import (AUTOAUG_POLICIES,
                                                          AutoAugment)
 
@@ -114,7 +115,10 @@ class ScaledAutoAugment(AutoAugment):
         self.strength = float(strength)
         scaled = [[scale_op(op, self.strength) for op in sub]
                   for sub in policies]
-        super().__init__(policies=scaled, hparams=hparams)
+        # mmpretrain's ops, whatever scope the caller is in (a registry
+        # build otherwise looks them up in the default scope's registry)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            super().__init__(policies=scaled, hparams=hparams)
 
     def magnitude_levels(self) -> List[Sequence[float]]:
         """The scaled level of every op, per sub-policy (None: no magnitude)."""

@@ -98,3 +98,13 @@ def test_builds_from_the_registry_in_mmpretrain_scope():
     assert isinstance(t, ScaledAutoAugment) and t.strength == 0.6
     out = t(dict(img=np.zeros((32, 32, 3), np.uint8)))
     assert out['img'].shape == (32, 32, 3)
+
+
+def test_builds_its_ops_whatever_the_callers_scope():
+    # a segmentation or detection scope has no Posterize/Rotate: the ops
+    # must still come from mmpretrain
+    init_default_scope('mmseg')
+    transform = ScaledAutoAugment('imagenet', 0.5)
+    ops = [op for sub in _ops(transform) for op in sub]
+    assert len(ops) == 50
+    assert all(type(op).__module__.startswith('mmpretrain.') for op in ops)

@@ -1,0 +1,82 @@
+"""Prove that converted weights are a complete MobileOne: find the variant
+their keys and shapes describe, load them strictly, and write the converted
+checkpoint only then (``tools/convert_checkpoint.py``)."""
+import os
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor
+
+from mobileone_mm.models.backbones.mobileone import MobileOne
+from mobileone_mm.version import __version__
+from .convert import (ConversionError, closest_variant, convert,
+                      detect_format, load_file, unwrap)
+
+
+def _backbone_part(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    return {k[len('backbone.'):]: v for k, v in state_dict.items()
+            if k.startswith('backbone.')}
+
+
+def validate(state_dict: Dict[str, Tensor]) -> dict:
+    """Find the variant whose keys and shapes ``state_dict`` matches exactly.
+
+    Returns:
+        ``dict(arch=..., fused=..., num_classes=...)``.
+
+    Raises:
+        ConversionError: naming the missing/unexpected keys against the
+            closest variant.
+    """
+    backbone = _backbone_part(state_dict)
+    other = sorted(set(state_dict) - {f'backbone.{k}' for k in backbone}
+                   - {'head.fc.weight', 'head.fc.bias'})
+    if other:
+        raise ConversionError(f'unexpected keys outside backbone/head: '
+                              f'{other[:5]}')
+    arch, fused, (missing, unexpected, wrong) = closest_variant(backbone, MobileOne)
+    if missing or unexpected or wrong:
+        raise ConversionError(
+            f'does not load strictly into any MobileOne variant; closest is '
+            f'{arch} ({"fused" if fused else "unfused"}): missing keys '
+            f'{missing[:5]}{"..." if len(missing) > 5 else ""} '
+            f'({len(missing)}), unexpected keys {unexpected[:5]} '
+            f'({len(unexpected)}), shape mismatches {wrong[:5]} ({len(wrong)})')
+    # A real strict load, not only a key/shape comparison.
+    model = MobileOne(arch, deploy=fused, init_cfg=None)
+    model.load_state_dict(backbone, strict=True)
+    num_classes = None
+    if 'head.fc.weight' in state_dict:
+        w = state_dict['head.fc.weight']
+        if w.ndim != 2 or w.shape[1] != model.arch['widths'][-1]:
+            raise ConversionError(
+                f'head.fc.weight has shape {tuple(w.shape)}, expected '
+                f'(num_classes, {model.arch["widths"][-1]}) for {arch}')
+        num_classes = int(w.shape[0])
+    return dict(arch=arch, fused=fused, num_classes=num_classes)
+
+
+def convert_file(src: str, dst: str,
+                 src_format: Optional[str] = None) -> dict:
+    """Convert ``src`` to an mmengine checkpoint at ``dst``.
+
+    Nothing is written unless the result validates; ``src`` is never
+    overwritten.
+
+    Returns:
+        The checkpoint's ``meta``.
+    """
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise ConversionError(f'refusing to overwrite the input {src}; '
+                              'choose another DST')
+    state_dict = unwrap(load_file(src))
+    src_format = src_format or detect_format(state_dict)
+    converted = convert(state_dict, src_format)
+    info = validate(converted)
+    meta = dict(src=os.path.basename(src), src_format=src_format,
+                mobileone_mm_version=__version__, **info)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = f'{dst}.tmp{os.getpid()}'
+    torch.save(dict(state_dict=converted, meta=meta), tmp)
+    os.replace(tmp, dst)
+    return meta
