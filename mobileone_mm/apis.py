@@ -1,5 +1,6 @@
 """Load a config and build its model (classifier, detector, segmentor)."""
 import os
+import re
 from typing import Optional, Tuple
 
 import torch.nn as nn
@@ -41,7 +42,11 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None,
     """Build ``cfg.model`` in the config's ``default_scope`` and optionally
     load a checkpoint (strictly: a checkpoint of another variant fails)."""
     init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model = MODELS.build(cfg.model)
+    try:
+        model = MODELS.build(cfg.model)
+    except UserError as err:  # e.g. an unknown arch, deep inside the model
+        # mmengine prefixes "class `X` in FILE: " for every level it built
+        raise UserError(re.sub(r'^(class `[^`]+` in [^:]+: )+', '', str(err)))
     if checkpoint is not None:
         if not os.path.isfile(checkpoint):
             raise UserError(f'checkpoint not found: {checkpoint}')

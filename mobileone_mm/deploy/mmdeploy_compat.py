@@ -200,33 +200,19 @@ def compare(outputs: Dict[str, object]) -> Dict[str, float]:
                 pixel_agreement=float((a == b).float().mean()))
 
 
-def align_test_cfg(deploy_cfg, model_cfg) -> None:
-    """Make the PyTorch detector's candidate selection what mmdeploy exported.
-
-    mmdeploy's rewritten ``predict_by_feat`` takes ``score_thr``,
-    ``nms.iou_threshold`` and ``max_per_img`` from the model's ``test_cfg``
-    (so those already agree), but it keeps the ``post_processing.pre_top_k``
-    best *boxes* with all their class scores, where mmdet keeps the
-    ``nms_pre`` best (box, class) *pairs* per level. Our deploy configs set
-    ``pre_top_k`` above the detector's anchor count (every box is kept), so
-    the same candidates reach NMS in PyTorch when ``nms_pre`` is unbounded."""
-    post = deploy_cfg.codebase_config.get('post_processing')
-    test_cfg = model_cfg.model.get('test_cfg')
-    if post is not None and test_cfg is not None and 'nms_pre' in test_cfg:
-        test_cfg['nms_pre'] = 2**31 - 1  # topk(min(nms_pre, n)): keep all
-
-
 def predict_both(deploy_cfg, model_cfg, checkpoint: Optional[str],
                  backend_files: Sequence[str], img: Optional[str] = None,
                  device: str = 'cpu') -> Dict[str, object]:
     """Run the backend model (mmdeploy's wrapper, e.g. ONNX Runtime) and the
-    PyTorch model on the same preprocessed image; returns both data
-    samples (mmdet ``DetDataSample`` / mmseg ``SegDataSample``)."""
+    PyTorch model on the same preprocessed image, each with the configs as
+    given; returns both data samples (mmdet ``DetDataSample`` / mmseg
+    ``SegDataSample``). Detections above both pipelines' per-level candidate
+    cuts agree; mmdeploy 1.3.1 ranks a level's boxes for its cut without the
+    last class (README, "Deploying with mmdeploy")."""
     require_mmdeploy()
     from mmdeploy.apis.utils import build_task_processor
     from mmdeploy.utils import get_input_shape
     deploy_cfg, model_cfg = _load(deploy_cfg, model_cfg)
-    align_test_cfg(deploy_cfg, model_cfg)
     processor = build_task_processor(model_cfg, deploy_cfg, device)
     backend_model = processor.build_backend_model(list(backend_files))
     torch_model = processor.build_pytorch_model(checkpoint)

@@ -139,11 +139,8 @@ def check_backbones(cfg: Config, config: str, training: bool = False) -> None:
     (``deploy=True``) MobileOne, before any data or model is built."""
     for backbone in _mobileone_cfgs(cfg.get('model')):
         arch = backbone.get('arch', 's0')
-        if isinstance(arch, str) and arch.lower() not in MobileOne.arch_settings:
-            raise UserError(
-                f'unknown MobileOne arch {arch!r}: choose one of '
-                f'{", ".join(MobileOne.arch_settings)} (e.g. --cfg-options '
-                f'model.backbone.arch=s0)')
+        if isinstance(arch, str):
+            MobileOne.parse_arch(arch)  # an unknown name stops here
         if training and backbone.get('deploy'):
             raise UserError(_fused_training(config))
 

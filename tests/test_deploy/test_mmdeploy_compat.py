@@ -89,8 +89,8 @@ SCORE_TOL, BOX_TOL = 1e-4, 1e-2  # measured: 2.5e-6 and 3e-4 px apart
 
 def predict_as_shipped(converted):
     """ONNX Runtime's and PyTorch's detections on one preprocessed image,
-    both with the configs as shipped (``predict_both`` also unbounds the
-    PyTorch ``nms_pre``), the PyTorch head's ``test_cfg`` and the softmax
+    both with the configs as shipped (as ``predict_both``), the PyTorch
+    head's ``test_cfg`` and the softmax
     foreground scores of every level, (boxes, classes)."""
     from mmdeploy.apis.utils import build_task_processor
     from mmdeploy.utils import get_input_shape

@@ -222,7 +222,8 @@ def test_training_a_fused_network_is_refused(tmp_path, config, extra, expected):
 def test_misuse_gets_one_line_with_the_fix(shapes_root, tmp_path):
     s9 = ['--cfg-options', 'model.backbone.arch=s9']
     unknown = ("unknown MobileOne arch 's9': choose one of s0, s1, s2, s3, s4 "
-               "(e.g. --cfg-options model.backbone.arch=s0)")
+               "(e.g. --cfg-options model.backbone.arch=s0), or a dict with "
+               "the keys num_blocks, widths, num_conv_branches, num_se_blocks")
     assert refusal(tool(TRAIN, SHAPES_CFG, *s9, cwd=tmp_path)) == unknown
     (tmp_path / 'epoch_1.pth').write_bytes(b'')
     assert refusal(tool(TEST, SHAPES_CFG, tmp_path / 'epoch_1.pth', *s9,

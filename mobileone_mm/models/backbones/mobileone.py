@@ -18,6 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobileone_mm.checkpoint.pretrained import load_pretrained
 from mobileone_mm.registry import MODELS
+from mobileone_mm.utils.errors import UserError
 from .mobileone_block import MobileOneBlock, SqueezeExcite
 
 __all__ = ['MobileOne', 'MobileOneBlock', 'SqueezeExcite']
@@ -34,6 +35,10 @@ def _preset(alphas: Sequence[float], k: int,
         widths=tuple(int(c * a) for c, a in zip(BASE_WIDTHS, alphas)),
         num_conv_branches=(k, ) * NUM_STAGES,
         num_se_blocks=tuple(se))
+
+
+class UnknownArchError(UserError, ValueError):
+    """An ``arch`` name that is no preset; tools print it as one line."""
 
 
 def pretrained_cfgs(init_cfg) -> List[dict]:
@@ -136,7 +141,7 @@ class MobileOne(BaseModule):
                  ]) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_name = arch if isinstance(arch, str) else 'custom'
-        self.arch = self._parse_arch(arch)
+        self.arch = self.parse_arch(arch)
         if not use_se:
             self.arch['num_se_blocks'] = (0, ) * NUM_STAGES
         self.out_indices = self._parse_out_indices(out_indices)
@@ -178,13 +183,17 @@ class MobileOne(BaseModule):
         self._freeze_stages()
 
     @classmethod
-    def _parse_arch(cls, arch: Union[str, dict]) -> Dict[str, tuple]:
+    def parse_arch(cls, arch: Union[str, dict]) -> Dict[str, tuple]:
+        """The arch settings of a preset name or an arch dict; an unknown
+        name raises :class:`UnknownArchError` (a ``UserError``)."""
         if isinstance(arch, str):
             key = arch.lower()
             if key not in cls.arch_settings:
-                raise ValueError(f'unknown MobileOne arch {arch!r}; valid '
-                                 f'names: {sorted(cls.arch_settings)} or a '
-                                 f'dict with keys {cls.arch_keys}')
+                raise UnknownArchError(
+                    f'unknown MobileOne arch {arch!r}: choose one of '
+                    f'{", ".join(cls.arch_settings)} (e.g. --cfg-options '
+                    f'model.backbone.arch=s0), or a dict with the keys '
+                    f'{", ".join(cls.arch_keys)}')
             return dict(cls.arch_settings[key])
         if not isinstance(arch, dict):
             raise TypeError(f'arch must be a name or a dict, got {arch!r}')
