@@ -24,5 +24,9 @@ demo-backbone: setup
 test: setup
 	@$(PY) -m pytest -q --doctest-modules mobileone_mm tests
 
+# Removes only what the demos generated (folders holding their stamp) and
+# pytest's cache; trained models elsewhere under work_dirs/ stay.
 clean:
-	rm -rf work_dirs .pytest_cache
+	@for d in work_dirs/demo work_dirs/demo_seg data/shapes data/shapes_seg; do \
+		if [ -f $$d/.mobileone_mm-demo ]; then echo "rm -rf $$d"; rm -rf $$d; fi; done
+	rm -rf .pytest_cache
