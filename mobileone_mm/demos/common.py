@@ -16,10 +16,10 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
-import torch
 
 from mobileone_mm.engine.launch import test, train
 from mobileone_mm.utils.errors import UserError
+from mobileone_mm.utils.machine import machine
 
 # Marks a folder as the demos' own; it holds what the folder contains (e.g.
 # the data set's sizes and seed), so that a later run can reuse it.
@@ -169,8 +169,9 @@ def save_grid(tiles: List[np.ndarray], out_path: str,
 
 def print_timings(timings: Dict[str, float]) -> None:
     stage('summary')
-    print(f'machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads')
+    m = machine()
+    print(f"machine: {m['cpu']}, {m['cores']} CPU cores, torch {m['torch']}, "
+          f"{m['torch_threads']} threads")
     for key, value in timings.items():
         print(f'  {key:11s} {value / 60:5.1f} min')
 

@@ -16,6 +16,13 @@ def _magnitude(op) -> float:
     return float(op.random_magnitude())
 
 
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """mmpretrain's own AutoAugment, the reference here, builds its ops in
+    the default scope (another test may have left mmseg's or mmdet's)."""
+    init_default_scope('mmpretrain')
+
+
 def _ops(transform):
     return [[op for op in sub.transforms] for sub in transform.transforms]
 
