@@ -7,8 +7,8 @@ Every checkpoint that mmengine reads goes through these once
 ``load_checkpoint``, the OpenMMLab inferencers and mmdeploy's model builder.
 mmengine's own loaders call ``torch.load`` with torch's default, which runs
 pickled code before torch 2.6, and read URLs with
-``torch.hub.load_state_dict_from_url``, whose default ``weights_only=False``
-runs it on every torch. Registering through mmengine's
+``torch.hub.load_state_dict_from_url`` at its default, full unpickling, on
+every torch; here both read weights only. Registering through mmengine's
 ``CheckpointLoader.register_scheme`` keeps its URL dispatch; the model-zoo
 schemes (``torchvision://``, ``open-mmlab://``, ...) stay mmengine's.
 """
