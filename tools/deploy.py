@@ -5,11 +5,14 @@
         [--precision fp32|fp16] [--target iOS15..iOS18]
         [--compute-units all|cpu_and_ne|cpu_only|cpu_and_gpu]
 
-Exports the full MobileOne backbone (with ``--full-model`` also the whole
-network without post-processing), checks fused vs unfused and ONNX Runtime
+Exports the full MobileOne backbone, checks fused vs unfused and ONNX Runtime
 vs PyTorch, reads the Core ML program's operations (a fused backbone must be
 a plain chain of convs), times each backend with the paper's protocol
-(Sec. 3.5) and writes DIR/report.json. Exits non-zero on bad input or when a
+(Sec. 3.5) and writes DIR/report.json. With ``--full-model`` also the whole
+model, image in: a detector with mmdet's anchors and box decoding (outputs
+confidence and coordinates; in Core ML a pipeline with Core ML's own NMS), a
+segmentor with its class map, checked against mmdet's/mmseg's predictions;
+a classifier without post-processing. Exits non-zero on bad input or when a
 check fails.
 """
 import argparse
@@ -44,8 +47,10 @@ def parse_args(argv=None):
     parser.add_argument('--input-size', nargs=2, type=int, metavar=('H', 'W'),
                         help='default: the config\'s input size')
     parser.add_argument('--full-model', action='store_true',
-                        help='also export the whole network without '
-                        'post-processing')
+                        help='also export the whole model: detectors with '
+                        'box decoding (and NMS in Core ML), segmentors with '
+                        'their class map, both checked against mmdet/mmseg; '
+                        'classifiers without post-processing')
     for flag, what, allowed in CORE_ML_CHOICES:
         default = getattr(DeployOptions, flag[2:].replace('-', '_'))
         parser.add_argument(flag, default=default,

@@ -11,8 +11,11 @@
   ``stats``; a plot of latency vs MACs with the paper's top-1: ``plot``;
 * Table 3 (activations) and Table 1b (SE blocks and skip connections) on a
   30-layer conv net: ``ablation``;
-* the driver and the printed report: ``run``.
+* the driver and the printed report: ``run``;
+* the training step and unfused eval of the branch formulations
+  (``--training``): ``training``.
 """
+from . import training
 from .ablation import TABLE1B, TABLE3, conv_net30, run_ablation
 from .run import format_report, run
 from .stats import GOALS, goals, spearman

@@ -31,7 +31,8 @@ def measure(arch: str, runs: int, size: int = 224) -> Dict[str, object]:
     ``macs``, the fusion check in float64 (``fusion_diff``, the max abs
     difference, and ``fusion_ok``) and the min latency in ms of ``runs``
     timed runs, ``unfused_ms`` and ``fused_ms``."""
-    model = randomize_bn_stats(LinearClassifier(MobileOne(arch)).eval())
+    model = randomize_bn_stats(LinearClassifier(
+        MobileOne(arch, branch_impl='reference')).eval())
     shape = (1, 3, size, size)
     model.double()
     fused = reparameterize(model)

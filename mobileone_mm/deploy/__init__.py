@@ -8,3 +8,8 @@ __all__ = ['DeployCheckFailed', 'DeployOptions', 'deploy', 'format_report',
            'count_macs', 'count_params', 'count_unfused', 'fuse_checkpoint',
            'latency_stats', 'measure_latency', 'reparameterize',
            'torch_latency']
+from .quantize import count_quantized_ops, quantize_onnx
+from .quant_pipeline import QuantizeOptions, quantize_config
+
+__all__ += ['QuantizeOptions', 'count_quantized_ops', 'quantize_config',
+            'quantize_onnx']

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mobileone_mm.models.backbones.fast_branches import per_branch
+
 # Allowed max|diff| / max(largest reference output, 1): float32 sums the
 # same products in another order (fused kernels, another runtime).
 RTOL = 1e-4
@@ -75,6 +77,9 @@ def compare_outputs(outputs: Sequence, reference: Sequence,
 
 def compare_models(model: nn.Module, reference: nn.Module, x: torch.Tensor,
                    rtol: float = RTOL) -> Dict[str, float]:
-    """:func:`compare_outputs` of two models' raw outputs on ``x``."""
-    return compare_outputs(forward_tensors(model, x),
-                           forward_tensors(reference, x), rtol)
+    """:func:`compare_outputs` of two models' raw outputs on ``x``; the
+    reference's unfused blocks run per branch (``per_branch``), so a fused
+    network is checked against the training-time branches themselves."""
+    with per_branch(reference):
+        ref = forward_tensors(reference, x)
+    return compare_outputs(forward_tensors(model, x), ref, rtol)

@@ -2,14 +2,15 @@
 
 :func:`deploy` builds a config's model, fuses it with
 :func:`mobileone_mm.reparameterize`, checks fused against unfused, exports the
-backbone (and with ``full_model`` the whole network without post-processing)
-to a Core ML ML program and to ONNX, reads the exported programs' operations,
+backbone (and with ``full_model`` the complete detector or segmentor, image in
+and decoded predictions out, checked against mmdet/mmseg) to a Core ML ML
+program and to ONNX, reads the exported programs' operations,
 checks that the fused backbone is a plain chain, times every backend with the
 paper's protocol (Sec. 3.5) and writes ``report.json``.
 
 This module only orchestrates: the backends are ``coreml`` and ``onnx``, the
-chain proof ``chain_check``, the model ``model_setup``, the verdicts and the
-table ``report``.
+chain proof ``chain_check``, the model ``model_setup``, the complete model
+``full_model``, the verdicts and the table ``report``.
 """
 import copy
 import os
@@ -29,6 +30,7 @@ from .compare import compare_models
 from .coreml import (COMPUTE_UNITS, PRECISIONS, TARGETS, coreml_compare,
                      coreml_latency, coreml_ops, export_coreml,
                      import_coremltools)
+from .full_model import full_model_section
 from .latency import interleaved_latency, torch_runner
 from .model_setup import backbone_of, build_for_deploy, whole_backbone
 from .onnx import (export_onnx, onnx_compare, onnx_latency, onnx_ops,
@@ -65,8 +67,9 @@ class DeployOptions:
         compute_units: Core ML compute units for timing on macOS:
             ``'all'``, ``'cpu_and_ne'``, ``'cpu_only'``, ``'cpu_and_gpu'``.
         input_size: ``(H, W)``; default the config's input size.
-        full_model: Also export and time the whole network without
-            post-processing (``mode='tensor'``).
+        full_model: Also export and time the whole model: a detector or
+            segmentor complete with decoding (and NMS or argmax in Core ML,
+            :mod:`.full_model`), a classifier as its network.
 
     Example:
         >>> DeployOptions(backends=['ONNX', 'onnx'], runs='5').backends
@@ -226,9 +229,9 @@ def _fusion(model: nn.Module, fused: nn.Module, x: torch.Tensor) -> dict:
 
 
 def _export(exporter: _Exporter, model: nn.Module, report: dict,
-            full_model: bool) -> None:
+            full_model: Optional[Config]) -> None:
     """Fuse ``model``, check it and export its backbone (and with
-    ``full_model`` the whole network) into ``report``."""
+    ``full_model``, the config, the whole model) into ``report``."""
     shape = tuple(exporter.x.shape)
     exporter.log(f'fusing {type(model).__name__} (reparameterize) and '
                  f'checking it on a random {shape} input')
@@ -237,11 +240,14 @@ def _export(exporter: _Exporter, model: nn.Module, report: dict,
     prefused = backbone_of(model).is_fused  # fused checkpoint/deploy config
     fused_bb = whole_backbone(backbone_of(fused))
     unfused_bb = None if prefused else whole_backbone(backbone_of(model))
+    if unfused_bb is not None:  # timed as the paper's train-time network
+        for block in unfused_bb.blocks():
+            block.branch_impl = 'reference'
     report['expected_chain'] = expected = chain_expectation(fused_bb)
     report.update(exporter.target('backbone', fused_bb, unfused_bb, expected))
     if full_model:
-        report['full_model'] = exporter.target(
-            'model', fused, None if prefused else model)
+        report['full_model'] = full_model_section(exporter, full_model, model,
+                                                  fused, prefused)
 
 
 def deploy(config: Union[str, Config],
@@ -295,7 +301,7 @@ def deploy(config: Union[str, Config],
         arch=backbone_of(model).arch_name, notes=notes, machine=machine(),
         backends=list(options.backends))
     exporter = _Exporter(options, work_dir, x, _logger(verbose))
-    _export(exporter, model, report, options.full_model)
+    _export(exporter, model, report, cfg if options.full_model else None)
     path = write_report(conclude(report), work_dir)
     if report['failures']:
         raise DeployCheckFailed('; '.join(report['failures'])

@@ -3,7 +3,9 @@ table.
 
 A report is a plain dict (see :func:`mobileone_mm.deploy.deploy`): the
 backbone's sections ``fusion``, ``coreml``, ``onnx``, ``torch`` at the top,
-the same for the whole network under ``full_model``.
+the same for the whole model under ``full_model`` (for a detector or
+segmentor with its decoding checks and what was verified on this OS:
+:mod:`mobileone_mm.deploy.full_model`).
 """
 import json
 import os
@@ -47,10 +49,31 @@ def _failures(report: dict) -> List[str]:
     for name, section in (('backbone', report),
                           ('full model', report.get('full_model') or {})):
         onnx = section.get('onnx')
-        if onnx and _too_far(onnx):
+        # a class map is compared with mmseg's instead (complete_failures)
+        if onnx and section.get('task') != 'segmentation' and _too_far(onnx):
             out.append(f'ONNX Runtime vs PyTorch ({name}): max|diff| '
                        f'{onnx["max_abs_diff"]:.3g}, largest output '
                        f'{onnx["max_abs_output"]:.3g} ({allowed})')
+    return out + _complete_failures(report.get('full_model') or {})
+
+
+def _complete_failures(full: dict) -> List[str]:
+    """The complete model's checks: its predictions against mmdet's or
+    mmseg's (PyTorch, ONNX Runtime), its Core ML package read back, and
+    Core ML against PyTorch (macOS)."""
+    out = []
+    for runtime, checks in (full.get('reference') or {}).items():
+        named = {'class map': checks} if 'ok' in checks else checks
+        out += [f'complete model in {runtime}: {name} differs from '
+                f'{"mmseg" if "ok" in checks else "mmdet"}: {check}'
+                for name, check in named.items() if not check['ok']]
+    coreml = full.get('coreml') or {}
+    if coreml.get('problems'):
+        out.append('complete Core ML model read back: '
+                   + '; '.join(coreml['problems']))
+    mac = coreml.get('macos_check')
+    if mac and not mac['ok']:
+        out.append(f'complete Core ML model vs PyTorch on macOS: {mac}')
     return out
 
 
@@ -146,6 +169,9 @@ def format_report(report: dict) -> str:
             lines += _checks_lines(name, section.get('coreml'),
                                    section.get('onnx'))
             lines += _latency_lines(name, section)
+            lines += [f'  {kind.replace("_", " ")}: {line}'
+                      for kind in ('verified', 'not_verified')
+                      for line in section.get(kind, ())]
     runs = report['torch']['latency_ms']['fused']['runs']
     lines.append(f'{runs} runs after 1 warm-up (paper Sec. 3.5: the minimum '
                  f'is the reported figure); report: '

@@ -90,7 +90,8 @@ def test_classification_s0_backbone(tmp_path):
 
 def test_detection_s0_full_model(tmp_path):
     """No checkpoint (the config's pretrained file is absent): random weights
-    with a warning; with --full-model the detector without NMS too."""
+    with a warning; with --full-model the complete detector too (Core ML:
+    the network and decoding, then Core ML's NMS; ONNX: without NMS)."""
     work = tmp_path / 'work'
     proc = run_tool(DET_S0, '--work-dir', work, '--runs', 2, '--full-model')
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -105,8 +106,12 @@ def test_detection_s0_full_model(tmp_path):
     assert (work / 'model.mlpackage').is_dir() and (work / 'model.onnx').is_file()
     assert full['coreml']['ops']['conv'] == SSDLITE_S0_CONVS
     assert full['onnx']['ops']['Conv'] == SSDLITE_S0_CONVS
-    # 6 levels x (class scores, box deltas), no NMS in the graph
+    # COCO's 80 classes, NMS in the Core ML pipeline only
+    assert full['coreml']['kind'] == 'pipeline' and full['coreml']['ok']
+    assert len(full['coreml']['nms']['class_labels']) == 80
     assert 'NonMaxSuppression' not in full['onnx']['ops']
+    assert full['reference']['pytorch']['pre_nms']['ok']
+    assert 'verified: PyTorch on' in proc.stdout
     assert full['onnx']['max_abs_diff'] <= 1e-4
     check_latency(full['onnx']['latency_ms'], 2)
     check_latency(full['torch']['latency_ms']['fused'], 2)
@@ -170,12 +175,34 @@ def test_fused_checkpoint_is_recognised(tmp_path):
 
 
 def fuse_all_but_one(model, inplace=False):
-    """A broken fusion: one stage-3 block keeps its train-time branches."""
+    """A broken fusion: one stage-3 block keeps its train-time branches,
+    traced per branch (in eval mode the default 'fast' form would trace its
+    fused kernel's arithmetic instead: see the next test)."""
     model = model if inplace else copy.deepcopy(model)
     blocks = [m for m in model.modules() if isinstance(m, MobileOneBlock)]
     for block in blocks[:20] + blocks[21:]:
         block.switch_to_deploy()
+    blocks[20].branch_impl = 'reference'
     return model
+
+
+def test_unfused_fast_block_is_still_caught(tmp_path, monkeypatch):
+    """Left unfused with the default branch_impl, the block exports as one
+    conv whose kernel is computed in the graph: the structural count still
+    stops the deploy."""
+    def fuse_fast(model, inplace=False):
+        model = fuse_all_but_one(model, inplace)
+        for m in model.modules():
+            if isinstance(m, MobileOneBlock):
+                m.branch_impl = 'fast'
+        return model
+    monkeypatch.setattr(export, 'reparameterize', fuse_fast)
+    with pytest.raises(DeployCheckFailed) as info:
+        deploy(str(DET_S0), None, str(tmp_path / 'work'), runs=1,
+               backends=['onnx'], input_size=(64, 64), verbose=False)
+    report = info.value.report
+    assert report['fusion']['unfused_blocks'] == 1
+    assert not report['checks_passed']
 
 
 def test_unfused_block_is_not_branch_free(tmp_path, monkeypatch):

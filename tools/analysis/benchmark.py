@@ -2,6 +2,8 @@
 
     python tools/analysis/benchmark.py [--out-dir DIR] [--runs N]
         [--models NAME ...] [--ablation] [--threads N] [--in-process] [--quick]
+    python tools/analysis/benchmark.py --training [--runs N] [--threads N]
+        [--extras channels_last compile]
 
 MobileOne S0-S4 (train-time and fused) and the efficient backbones that the
 installed mmpretrain ships, as 1000-class classifiers, batch 1, fp32,
@@ -9,7 +11,12 @@ installed mmpretrain ships, as 1000-class classifiers, batch 1, fp32,
 MACs, the Spearman correlations of Table 1a, a latency-vs-MACs plot with the
 paper's top-1, ``--ablation`` for Tables 3 and 1b, and the goals as measured
 ratios with PASS/FAIL. Writes DIR/benchmark.json and DIR/latency_vs_macs.png.
+``--training`` instead times the training step and the unfused eval forward
+with the per-branch and the fast branch formulations (S0, S2; batch 32 at 224
+and 12 at 128) and writes DIR/training.json.
 """
+import json
+import os
 import argparse
 import sys
 
@@ -40,11 +47,33 @@ def parse_args(argv=None):
     parser.add_argument('--quick', action='store_true',
                         help='a smoke run: ' + ', '.join(benchmark.QUICK_MODELS)
                         + ', 5 runs, ablation at 64x64')
+    parser.add_argument('--training', action='store_true',
+                        help='time the training step and unfused eval of the '
+                        'per-branch and fast branch formulations instead')
+    parser.add_argument('--extras', nargs='*', default=[],
+                        choices=benchmark.training.EXTRAS,
+                        help='with --training: also time the fast form with '
+                        'these (channels_last, torch.compile)')
     return parser.parse_args(argv)
+
+
+def training_main(args) -> None:
+    if args.runs is not None and args.runs < 1:
+        sys.exit('error: --runs must be at least 1')
+    report = benchmark.training.run_training(
+        runs=args.runs or 6, threads=args.threads or 2, extras=args.extras)
+    print(benchmark.training.format_training(report))
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, 'training.json')
+    with open(path, 'w') as f:
+        json.dump(report, f, indent=1)
+    print(f'wrote {path}')
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.training:
+        return training_main(args)
     available = benchmark.available_models()
     models = args.models or (list(benchmark.QUICK_MODELS) if args.quick
                              else available)

@@ -91,6 +91,12 @@ class MobileOne(BaseModule):
             from scratch in hundreds of iterations instead of stalling near
             chance (the CPU demos need this). Not applied when ``init_cfg``
             loads a checkpoint; the fused network is the same either way.
+        branch_impl: How unfused blocks compute their branches: ``'fast'``
+            (default; eval with the fused kernel computed on the fly,
+            training with the branches folded or batched), ``'batched'`` or
+            ``'reference'`` (per branch, as ml-mobileone). The same function,
+            gradients and BN buffers either way; see
+            :class:`MobileOneBlock` and the README's "Training speed".
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
             checkpoint='mobileone_s0.pth', prefix='backbone.')``. A
             ``Pretrained`` file may be Apple's (unfused or fused),
@@ -135,6 +141,7 @@ class MobileOne(BaseModule):
                  deploy: bool = False,
                  use_se: bool = True,
                  branch_gamma: Optional[float] = None,
+                 branch_impl: str = 'fast',
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1, layer=['_BatchNorm'])
@@ -160,7 +167,8 @@ class MobileOne(BaseModule):
             raise ValueError(f'branch_gamma must be >= 0 or None, got '
                              f'{branch_gamma}')
         self.branch_gamma = branch_gamma
-        block_cfg = dict(norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)
+        block_cfg = dict(norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy,
+                         branch_impl=branch_impl)
 
         widths = self.arch['widths']
         stem_channels = min(64, widths[0])

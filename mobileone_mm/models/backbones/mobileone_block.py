@@ -15,7 +15,8 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..utils.fusion import fuse_conv_bn, identity_kernel, pad_kernel
+from .fast_branches import (branch_kernel_bias, check_branch_impl,
+                            fast_forward)
 
 
 # Activations that take no ``inplace`` argument (mmcv ConvModule's list).
@@ -74,6 +75,15 @@ class MobileOneBlock(BaseModule):
         use_identity: Add the BN-only identity branch. ``None`` (default):
             when input and output shapes match (same channels, stride 1).
         deploy: Build the fused single conv directly.
+        branch_impl: How the unfused block computes its branches:
+            ``'fast'`` (default: one conv with the fused kernel when its BNs
+            use running statistics; in training, 1x1 blocks with ``k > 1``
+            folded into one conv with the batch's statistics, the others
+            batched into one conv and one BN), ``'batched'`` (never folded)
+            or ``'reference'`` (one conv and BN per branch, as
+            ml-mobileone). All three compute the same function, gradients
+            and BN buffers (:mod:`.fast_branches`); parameters and
+            state-dict keys do not depend on it.
     """
 
     def __init__(self,
@@ -89,6 +99,7 @@ class MobileOneBlock(BaseModule):
                  act_cfg: Optional[dict] = dict(type='ReLU'),
                  use_identity: Optional[bool] = None,
                  deploy: bool = False,
+                 branch_impl: str = 'fast',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if use_identity is None:
@@ -108,6 +119,7 @@ class MobileOneBlock(BaseModule):
         self.groups = groups
         self.num_conv_branches = num_conv_branches
         self.norm_cfg = norm_cfg
+        self.branch_impl = check_branch_impl(branch_impl)
 
         self.se = SqueezeExcite(out_channels) if use_se else nn.Identity()
         self.act = _activation(act_cfg)
@@ -159,31 +171,28 @@ class MobileOneBlock(BaseModule):
     def forward(self, x: Tensor) -> Tensor:
         if self.reparam_conv is not None:
             return self.act(self.se(self.reparam_conv(x)))
+        out = None
+        if self.branch_impl != 'reference':
+            out = fast_forward(self, x)
+        if out is None:
+            out = self.reference_forward(x)
+        return self.act(self.se(out))
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        """The sum of the branches, one conv and BN each (ml-mobileone)."""
         out = self.identity(x) if self.identity is not None else 0
         if self.conv_scale is not None:
             out = out + self.conv_scale(x)
         for branch in self.conv_kxk:
             out = out + branch(x)
-        return self.act(self.se(out))
+        return out
 
     @torch.no_grad()
     def fused_kernel_bias(self) -> Tuple[Tensor, Tensor]:
         """The single kernel and bias equal to the sum of all branches."""
         if self.reparam_conv is not None:
             return self.reparam_conv.weight, self.reparam_conv.bias
-        pairs = [fuse_conv_bn(b.conv.weight, b.bn) for b in self.conv_kxk]
-        if self.conv_scale is not None:
-            w, b = fuse_conv_bn(self.conv_scale.conv.weight,
-                                self.conv_scale.bn)
-            pairs.append((pad_kernel(w, self.kernel_size), b))
-        if self.identity is not None:
-            ident = identity_kernel(self.in_channels, self.groups,
-                                    self.kernel_size,
-                                    like=self.conv_kxk[0].conv.weight)
-            pairs.append(fuse_conv_bn(ident, self.identity))
-        kernel = torch.stack([w for w, _ in pairs]).sum(0)
-        bias = torch.stack([b for _, b in pairs]).sum(0)
-        return kernel, bias
+        return branch_kernel_bias(self)
 
     def switch_to_deploy(self) -> None:
         """Fuse the branches into ``reparam_conv`` in place (idempotent)."""
