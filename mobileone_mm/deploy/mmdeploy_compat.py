@@ -36,7 +36,7 @@ from mobileone_mm.utils.errors import UserError
 CORE_ML_DETECTION_HINT = (
     "mmdeploy's Core ML export of a detector needs mmdeploy's TorchScript "
     'custom ops (NMS, libmmdeploy_torchscript_ops.so), which the PyPI wheel '
-    'does not ship; export the network without post-processing instead: '
+    'does not ship; export the complete detector (Core ML NMS) instead: '
     'python tools/deploy.py CONFIG --full-model --backends coreml')
 
 
