@@ -175,9 +175,7 @@ def test_fused_checkpoint_is_recognised(tmp_path):
 
 
 def fuse_all_but_one(model, inplace=False):
-    """A broken fusion: one stage-3 block keeps its train-time branches,
-    traced per branch (in eval mode the default 'fast' form would trace its
-    fused kernel's arithmetic instead: see the next test)."""
+    """A broken fusion: one stage-3 block keeps its train-time branches."""
     model = model if inplace else copy.deepcopy(model)
     blocks = [m for m in model.modules() if isinstance(m, MobileOneBlock)]
     for block in blocks[:20] + blocks[21:]:
@@ -187,9 +185,10 @@ def fuse_all_but_one(model, inplace=False):
 
 
 def test_unfused_fast_block_is_still_caught(tmp_path, monkeypatch):
-    """Left unfused with the default branch_impl, the block exports as one
-    conv whose kernel is computed in the graph: the structural count still
-    stops the deploy."""
+    """Left unfused with the default branch_impl ('fast', whose eval form
+    computes the fused kernel on the fly), the block still exports its
+    branches (tracing and ONNX export run it per branch) and the deploy
+    stops."""
     def fuse_fast(model, inplace=False):
         model = fuse_all_but_one(model, inplace)
         for m in model.modules():

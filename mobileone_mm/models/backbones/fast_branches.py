@@ -250,6 +250,10 @@ def _can_batch(bns: List[_BatchNorm]) -> bool:
 def fast_forward(block, x: Tensor) -> Optional[Tensor]:
     """The sum of the block's branches by the block's ``branch_impl``, or
     ``None`` where only the per-branch forward applies."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # Exported graphs (ONNX, Core ML via tracing) show the branches of
+        # an unfused block, not the arithmetic of its on-the-fly kernel.
+        return None
     norms = _norms(block)
     batch_stats = [_uses_batch_stats(bn) for bn in norms]
     if not any(batch_stats):
