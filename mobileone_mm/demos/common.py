@@ -8,6 +8,7 @@ demo before it touches a file, because ``--data-root data/coco`` or
 ``--work-dir ~`` must never cost a user their data.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import shutil
@@ -167,13 +168,37 @@ def save_grid(tiles: List[np.ndarray], out_path: str,
     cv2.imwrite(out_path, np.concatenate(rows, axis=0))
 
 
-def print_timings(timings: Dict[str, float]) -> None:
+def yardstick_ms(runs: int = 20) -> float:
+    """The fused MobileOne-S0 classifier's PyTorch latency (batch 1,
+    224x224, min of ``runs``): measured in the same run as a demo's
+    minutes, so that a reader can tell a slow machine from a slow demo."""
+    from mobileone_mm.deploy import reparameterize, torch_latency
+    from mobileone_mm.models import LinearClassifier, MobileOne
+    fused = reparameterize(LinearClassifier(MobileOne('s0')).eval())
+    return torch_latency(fused, (1, 3, 224, 224), runs)['min']
+
+
+def print_timings(timings: Dict[str, float],
+                  yardstick: Optional[float] = None) -> None:
     stage('summary')
     m = machine()
     print(f"machine: {m['cpu']}, {m['cores']} CPU cores, torch {m['torch']}, "
           f"{m['torch_threads']} threads")
+    if yardstick is not None:
+        print(f'yardstick: fused MobileOne-S0 (PyTorch, batch 1, 224x224) '
+              f'{yardstick:.2f} ms in this run')
     for key, value in timings.items():
         print(f'  {key:11s} {value / 60:5.1f} min')
+
+
+def write_summary(summary: dict, work_dir: str) -> str:
+    """``work_dir/summary.json`` (atomically), with the machine it ran on."""
+    path = osp.join(work_dir, 'summary.json')
+    with open(path + '.tmp', 'w') as f:
+        json.dump(dict(summary, machine=machine()), f, indent=2,
+                  allow_nan=False)
+    os.replace(path + '.tmp', path)
+    return path
 
 
 def demo_parser(doc: str, work_dir: str, data_root: str

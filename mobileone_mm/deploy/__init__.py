@@ -8,8 +8,9 @@ __all__ = ['DeployCheckFailed', 'DeployOptions', 'deploy', 'format_report',
            'count_macs', 'count_params', 'count_unfused', 'fuse_checkpoint',
            'latency_stats', 'measure_latency', 'reparameterize',
            'torch_latency']
+from .coreml_compress import compress_coreml
 from .quantize import count_quantized_ops, quantize_onnx
 from .quant_pipeline import QuantizeOptions, quantize_config
 
-__all__ += ['QuantizeOptions', 'count_quantized_ops', 'quantize_config',
-            'quantize_onnx']
+__all__ += ['QuantizeOptions', 'compress_coreml', 'count_quantized_ops',
+            'quantize_config', 'quantize_onnx']

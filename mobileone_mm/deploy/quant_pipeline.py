@@ -174,14 +174,18 @@ def _evaluate(cfg: Config, fused: nn.Module, example: torch.Tensor,
 def coreml_section(fused: nn.Module, example: torch.Tensor, work_dir: str,
                    evaluate_fn: Optional[Callable[[nn.Module],
                                                   Dict[str, float]]],
-                   verbose: bool) -> dict:
-    """``coreml_compress.compress_coreml`` (fp16, w8, w6, w4), or why not.
-    Imported here only: it needs coremltools, an optional dependency."""
+                   verbose: bool,
+                   calibration: Optional[Sequence] = None) -> dict:
+    """``coreml_compress.compress_coreml`` (fp16, w8, w6, w4, a8w8 on
+    ``calibration``), or why not. Imported here only: it needs coremltools,
+    an optional dependency."""
     try:
         from mobileone_mm.deploy.coreml_compress import compress_coreml
+        _log(verbose, 'Core ML: converting and compressing (fp32, fp16, '
+             'w8, w6, w4, a8w8)')
         return compress_coreml(copy.deepcopy(fused), example,
                                osp.join(work_dir, 'coreml'),
-                               evaluate=evaluate_fn)
+                               evaluate=evaluate_fn, calibration=calibration)
     except (ImportError, UserError) as err:
         if verbose:
             print(f'warning: Core ML compression skipped: {err}',
@@ -190,10 +194,13 @@ def coreml_section(fused: nn.Module, example: torch.Tensor, work_dir: str,
 
 
 def _coreml(o: QuantizeOptions, cfg: Config, fused: nn.Module,
-            example: torch.Tensor, work_dir: str, verbose: bool) -> dict:
+            example: torch.Tensor, work_dir: str, checkpoint: Optional[str],
+            verbose: bool) -> dict:
     """The Core ML section; with ``--eval`` its metrics come from our
     PyTorch evaluation of the module ``compress_coreml`` hands back (the
-    fused model with the compressed weights)."""
+    fused model with the compressed weights). The 8-bit activations are
+    calibrated on the images ONNX Runtime calibrates on (the same draw; the
+    random-input warning is printed once)."""
     if 'coreml' not in o.backends:
         return dict(skipped='coreml not requested (--backend)')
 
@@ -201,8 +208,16 @@ def _coreml(o: QuantizeOptions, cfg: Config, fused: nn.Module,
         return evaluate(cfg, module,
                         dict(pytorch=torch_predictor(module)))['pytorch']
 
-    return coreml_section(fused, example, work_dir,
-                          evaluate_module if o.evaluate else None, verbose)
+    batches, calib = calibration_data(
+        cfg, fused, o.calib_split, o.calib_images, example.shape, checkpoint,
+        verbose and 'onnxruntime' not in o.backends)
+    section = coreml_section(fused, example, work_dir,
+                             evaluate_module if o.evaluate else None,
+                             verbose, batches)
+    if isinstance(section.get('a8w8'), dict) and \
+            'skipped' not in section['a8w8']:
+        section['a8w8']['calibration'] = calib
+    return section
 
 
 def _no_eval(report: dict) -> None:
@@ -271,7 +286,8 @@ def quantize_config(config: Union[str, Config],
     _no_eval(report)
     report['fp32']['model'] = dict(config=name, checkpoint=checkpoint,
                                    input_shape=list(shape), notes=notes)
-    report['coreml'] = _coreml(o, cfg, fused, example, work_dir, verbose)
+    report['coreml'] = _coreml(o, cfg, fused, example, work_dir,
+                               checkpoint, verbose)
     report['machine'] = machine()
     report = {key: report[key] for key in REPORT_KEYS}
     write_quant_report(report, work_dir)

@@ -103,6 +103,39 @@ def format_quant_report(report: dict) -> str:
         if report[name].get('skipped'):
             lines.append(f'ONNX Runtime: {report[name]["skipped"]}')
             break
-    if report['coreml'].get('skipped'):
-        lines.append(f'Core ML: {report["coreml"]["skipped"]}')
+    lines += _coreml_lines(report['coreml'])
     return '\n'.join(lines)
+
+
+def _coreml_lines(coreml: dict) -> List[str]:
+    """Below the table: what the Core ML rows are (weight error, where the
+    metric comes from, how a8w8 was made), or why there are none."""
+    if coreml.get('skipped'):
+        return [f'Core ML: {coreml["skipped"]}']
+    lines = []
+    errors = [f'{name} {_num(sec["max_rel_weight_error"], ".2g")}'
+              for name, sec in coreml.items() if isinstance(sec, dict)
+              and sec.get('max_rel_weight_error') is not None]
+    if errors:
+        lines.append('Core ML weights, max relative error vs fp32: '
+                     + ', '.join(errors))
+    sources = {sec['metric_source'] for sec in coreml.values()
+               if isinstance(sec, dict) and sec.get('metric') is not None
+               and sec.get('metric_source')}
+    lines += [f'Core ML metric: {source}' for source in sorted(sources)]
+    for name, sec in coreml.items():
+        if isinstance(sec, dict) and sec.get('skipped'):
+            lines.append(f'Core ML {name}: skipped: {sec["skipped"]}')
+        if isinstance(sec, dict) and sec.get('coreml_route') and \
+                not sec.get('skipped'):
+            cal = sec.get('calibration') or {}
+            lines.append(
+                f'Core ML {name}: made in PyTorch (coremltools.optimize.'
+                f'torch LinearQuantizer), activations calibrated on '
+                f'{cal.get("images", "?")} {cal.get("source") or ""} images'
+                + (' (RANDOM: ranges mean nothing)'
+                   if cal.get('source') == 'random' else '')
+                + f'; the Core ML-side route here: {sec["coreml_route"]}')
+    if coreml.get('note'):
+        lines.append(f'Core ML: {coreml["note"]}')
+    return lines

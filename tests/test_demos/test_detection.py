@@ -70,3 +70,42 @@ def test_tool_refuses_a_real_data_set(tmp_path):
     assert os.listdir(coco) == ['instances_train2017.json']
     assert (coco / 'instances_train2017.json').read_text() == 'precious'
     assert not work.exists()
+
+
+def test_int8_step_and_summary(shapes_root, tmp_path):
+    """Stage 7 on the tiny detector: an int8 model evaluated beside fp32,
+    and summary.json with exactly the fields the README names."""
+    from mobileone_mm.demos.common import write_summary
+    from mobileone_mm.deploy.quantize import count_quantized_ops
+
+    from ..test_deploy.quant_cases import det_options, save_checkpoint
+    options = det_options(shapes_root)
+    ckpt = save_checkpoint(detection.CONFIG, options, tmp_path / 'det.pth')
+    quant = detection.quantize_int8(ckpt, str(tmp_path / 'int8'), options,
+                                    calib_images=4, runs=3)
+    assert count_quantized_ops(quant['int8']['path'])['QuantizeLinear'] > 0
+    assert quant['calibration']['source'] == 'dataset'
+    assert quant['calibration']['split'] == 'train'
+    # fp32 through ONNX Runtime scores what the fused PyTorch model scores
+    assert quant['fp32']['metric']['coco/bbox_mAP'] == pytest.approx(
+        quant['fp32']['pytorch_metric']['coco/bbox_mAP'], abs=1e-6)
+    fused = dict(quant['fp32']['pytorch_metric'])
+    summary = detection.summary_json(fused, fused, quant, 9.5, 10.0)
+    assert set(summary) >= {'bbox_mAP', 'latency_ms', 'minutes', 'goal_met'}
+    assert set(summary['bbox_mAP']) >= {'pytorch', 'fused',
+                                        'onnxruntime_int8'}
+    assert summary['bbox_mAP']['onnxruntime_int8'] == \
+        quant['int8']['metric']['coco/bbox_mAP']
+    assert summary['latency_ms'] == dict(
+        onnxruntime_fp32=quant['fp32']['latency_ms']['min'],
+        onnxruntime_int8=quant['int8']['latency_ms']['min'])
+    # a random tiny detector is far below the goal; so is a slow run
+    assert summary['goal_met'] is False
+    met = dict(fused, **{'coco/bbox_mAP': detection.GOAL_MAP})
+    assert detection.summary_json(met, met, quant, 9.5, 10.0)['goal_met']
+    assert not detection.summary_json(met, met, quant, 10.5, 10.0)[
+        'goal_met']
+    path = write_summary(summary, str(tmp_path))
+    saved = json.loads(open(path).read())
+    assert saved['bbox_mAP'] == summary['bbox_mAP']
+    assert saved['machine']['cores'] == os.cpu_count()

@@ -75,3 +75,14 @@ def fused_model(config: Path, options: dict):
 def snr_db(x: np.ndarray, ref: np.ndarray) -> float:
     return float(20 * np.log10(np.linalg.norm(ref)
                                / max(np.linalg.norm(x - ref), 1e-30)))
+
+
+def save_checkpoint(config: Path, options: dict, path: Path) -> str:
+    """The tiny model of ``config`` with BN statistics from random batches,
+    saved as a trained checkpoint would be."""
+    cfg = load_config(str(config), options)
+    torch.manual_seed(0)
+    model, _ = build_for_deploy(cfg, None, input_shape_from_config(cfg),
+                                verbose=False)
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return str(path)

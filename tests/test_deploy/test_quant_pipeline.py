@@ -24,8 +24,10 @@ from .quant_cases import CLS_CFG, DET_CFG, cls_options, det_options
 def _fake_coreml(seen):
     """A stand-in ``coreml_compress`` that records what it was given and
     reports the metric its ``evaluate`` callback returns."""
-    def compress_coreml(fused, example, work_dir, evaluate=None):
-        seen.update(fused=fused, example=example, work_dir=work_dir)
+    def compress_coreml(fused, example, work_dir, evaluate=None,
+                        calibration=None):
+        seen.update(fused=fused, example=example, work_dir=work_dir,
+                    calibration=calibration)
         return {'w8': dict(size_mb=0.1,
                            metric=evaluate(fused) if evaluate else None)}
 
@@ -92,6 +94,9 @@ def test_coreml_gets_the_fused_model_and_a_pytorch_evaluator(det_report):
     assert seen['work_dir'] == str(work / 'coreml')
     assert seen['example'].shape == (1, 3, 128, 128)
     assert count_unfused(seen['fused']) == 0
+    # a8w8 is calibrated on the images ONNX Runtime is calibrated on
+    assert len(seen['calibration']) == 4
+    assert all(b.shape == (1, 3, 128, 128) for b in seen['calibration'])
 
 
 def test_int8_model_runs_and_inputs_are_untouched(det_report):

@@ -69,3 +69,38 @@ def test_table_says_what_was_not_measured():
     assert 'WARNING: RANDOM input' in table and 'per-tensor' in table
     assert 'ONNX Runtime: onnxruntime not requested' in table
     assert 'Core ML: coreml not requested' in table
+
+
+def test_table_has_a_row_per_core_ml_package_and_says_how():
+    source = 'pytorch with the decompressed Core ML weights'
+    coreml = {name: dict(size_mb=size, metric={'coco/bbox_mAP': m},
+                         max_rel_weight_error=err, metric_source=source)
+              for name, size, m, err in (('fp16', 2.0, 0.5, 4e-4),
+                                         ('w8', 1.0, 0.5, 4e-3),
+                                         ('w6', 0.75, 0.4375, 0.017),
+                                         ('w4', 0.5, 0.25, 0.068))}
+    coreml['fp32'] = dict(size_mb=4.0, metric=None)
+    coreml['a8w8'] = dict(metric=None, skipped='TraceError: cannot trace',
+                          coreml_route='Exception: only on macOS')
+    coreml['note'] = 'uniform palettes'
+    lines = format_quant_report(_report(coreml=coreml)).splitlines()
+    rows = {line.split()[2]: line.split()[3:] for line in lines
+            if line.startswith('Core ML ') and len(line.split()) > 3
+            and line.split()[2] in coreml}
+    assert rows['w4'] == ['0.250', '-', '-', '0.50']
+    assert rows['w6'] == ['0.438', '-', '-', '0.75']
+    assert rows['fp32'] == ['-', '-', '-', '4.00']
+    table = '\n'.join(lines)
+    assert ('max relative error vs fp32: fp16 0.0004, w8 0.004, w6 0.017, '
+            'w4 0.068') in table
+    assert f'Core ML metric: {source}' in table
+    assert 'Core ML a8w8: skipped: TraceError: cannot trace' in table
+    assert 'made in PyTorch' not in table
+    coreml['a8w8'] = dict(metric=None, size_mb=0.6, coreml_route='Exception: '
+                          'only on macOS', calibration=dict(source='dataset',
+                                                            images=32))
+    table = format_quant_report(_report(coreml=coreml))
+    assert ('Core ML a8w8: made in PyTorch (coremltools.optimize.torch '
+            'LinearQuantizer), activations calibrated on 32 dataset images; '
+            'the Core ML-side route here: Exception: only on macOS') in table
+    assert 'Core ML: uniform palettes' in table

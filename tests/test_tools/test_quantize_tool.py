@@ -55,6 +55,24 @@ def test_latency_only_run_prints_the_table(tool, tmp_path, capsys):
     assert (work / 'model_int8.onnx').is_file()
 
 
+def test_coreml_run_writes_the_compressed_packages(tool, tmp_path, capsys):
+    work = tmp_path / 'work'
+    tool.main([str(_tiny_config(tmp_path)), '--work-dir', str(work),
+               '--backend', 'coreml', '--calib-images', '2'])
+    out, err = capsys.readouterr()
+    assert err.count('RANDOM') == 1  # calibration for a8w8, announced once
+    report = json.loads((work / 'quant_report.json').read_text())
+    coreml = report['coreml']
+    for name in ('fp16', 'w8', 'w6', 'w4'):
+        assert coreml[name]['size_mb'] > 0 and coreml[name]['metric'] is None
+        assert (work / 'coreml' / f'model_{name}.mlpackage').is_dir()
+        assert any(line.startswith(f'Core ML {name} ')
+                   for line in out.splitlines())
+    assert coreml['a8w8']['calibration']['source'] == 'random'
+    assert coreml['a8w8']['calibration']['images'] == 2
+    assert report['int8']['skipped'] == 'onnxruntime not requested (--backend)'
+
+
 @pytest.mark.parametrize('args,match', [
     (['no/such/config.py'], 'config not found'),
     ([str(CLS_CFG), '--method', 'kl'], 'unsupported --method'),

@@ -24,6 +24,15 @@ their BNs, so they can be computed together without changing the function:
   adds ``diag(gamma / sqrt(diag(S) + eps))``). Autograd through ``m`` and
   ``S`` gives exactly BN's gradients. One conv plus one ``C_in x C_in``
   covariance replace ``k`` convs: worth it for ``k > 1``.
+* **Training, per-channel branches folded** (:func:`depthwise_train`,
+  depthwise blocks): the 1x1 scale branch of a depthwise block multiplies
+  each channel by one weight ``w``, so with the batch's channel mean ``m``
+  and biased variance ``v`` of its (strided) input its BN is
+  ``gamma * w / sqrt(w^2 v + eps) * (x - m) + beta``; the identity BN is
+  ``gamma / sqrt(v + eps) * (x - m) + beta``. Both are one per-channel
+  affine map of ``x`` from one ``var_mean`` pass, added to the kxk
+  branches (each its own conv and BN) in one ``addcmul``: the 1x1 conv, two
+  BN passes and two sums disappear.
 
 Every form updates each branch's ``running_mean``, ``running_var`` and
 ``num_batches_tracked`` exactly as its own BN would (momentum, or the
@@ -194,6 +203,41 @@ def folded_pointwise_train(block, x: Tensor) -> Tensor:
     return out
 
 
+def _strided(block, x: Tensor) -> Tensor:
+    """What a 1x1 conv with the block's stride and no padding sees: the
+    centre taps of the kxk windows."""
+    return x if block.stride == 1 else x[:, :, ::block.stride,
+                                         ::block.stride]
+
+
+def depthwise_train(block, x: Tensor) -> Tensor:
+    """Training forward of a depthwise block: the kxk branches per branch,
+    the 1x1 scale and identity branches as one per-channel affine map of
+    the (strided) input from its batch statistics (module docstring)."""
+    out = _sum([branch(x) for branch in block.conv_kxk])
+    xs = _strided(block, x)
+    n, c, h, w = xs.shape
+    count = n * h * w
+    var, mean = torch.var_mean(xs, dim=(0, 2, 3), unbiased=False)
+    scale_bn = block.conv_scale.bn
+    weight = block.conv_scale.conv.weight.reshape(c)
+    scale_var = weight * weight * var
+    slope = scale_bn.weight * weight / (scale_var + scale_bn.eps).sqrt()
+    shift = scale_bn.bias
+    ident = block.identity
+    if ident is not None:
+        slope = slope + ident.weight / (var + ident.eps).sqrt()
+        shift = shift + ident.bias
+    shift = shift - slope * mean
+    out = torch.addcmul(out + shift.view(1, c, 1, 1), xs, slope.view(1, c, 1,
+                                                                     1))
+    with torch.no_grad():
+        _update_running(scale_bn, weight * mean, scale_var, count)
+        if ident is not None:
+            _update_running(ident, mean, var, count)
+    return out
+
+
 def _interleave(tensors: List[Tensor], groups: int) -> Tensor:
     """Stack per-branch tensors ``(C_out, ...)`` into ``(B * C_out, ...)``
     ordered group, branch, channel-in-group: a grouped conv's outputs."""
@@ -265,10 +309,20 @@ def fast_forward(block, x: Tensor) -> Optional[Tensor]:
         return None  # the per-branch BN raises its own clear error
     if block.branch_impl == 'fast' and _fold_pays(block, n * h * w):
         return folded_pointwise_train(block, x)
+    if block.branch_impl == 'fast' and _is_depthwise(block) and \
+            not x.is_cuda:
+        return depthwise_train(block, x)
     if block.branch_impl == 'fast' and not x.is_cuda:
         return None  # measured: per branch is the fastest rest on a CPU
     conv_bns = norms[:-1] if block.identity is not None else norms
     return batched_train(block, x) if _can_batch(conv_bns) else None
+
+
+def _is_depthwise(block) -> bool:
+    """Depthwise with a 1x1 scale branch: every non-kxk branch is a
+    per-channel affine map (:func:`depthwise_train`)."""
+    return (block.conv_scale is not None
+            and block.groups == block.in_channels == block.out_channels)
 
 
 def _fold_pays(block, count: int) -> bool:
