@@ -13,16 +13,20 @@
   30-layer conv net: ``ablation``;
 * the driver and the printed report: ``run``;
 * the training step and unfused eval of the branch formulations
-  (``--training``): ``training``.
+  (``--training``): ``training``;
+* int8 ONNX Runtime rows (``--int8``): fused S0-S4 and MobileNetV2
+  quantized and timed side by side with fp32 per thread count: ``int8``.
 """
-from . import training
+from . import int8, training
 from .ablation import TABLE1B, TABLE3, conv_net30, run_ablation
+from .int8 import INT8_MODELS, INT8_THREADS
 from .run import format_report, run
 from .stats import GOALS, goals, spearman
 from .workers import measure_models
 from .zoo import PAPER_TOP1, QUICK_MODELS, available_models, build, top1
 
-__all__ = ['GOALS', 'PAPER_TOP1', 'QUICK_MODELS', 'TABLE1B', 'TABLE3',
+__all__ = ['GOALS', 'INT8_MODELS', 'INT8_THREADS', 'PAPER_TOP1',
+           'QUICK_MODELS', 'TABLE1B', 'TABLE3',
            'available_models', 'build', 'conv_net30', 'format_report',
            'goals', 'measure_models', 'run', 'run_ablation', 'spearman',
            'top1']

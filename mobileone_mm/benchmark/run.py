@@ -11,8 +11,9 @@ import torch
 
 from mobileone_mm.utils.machine import machine
 from .ablation import run_ablation
+from .int8 import CALIBRATION_NOTE, INT8_THREADS, QUANT_OPTIONS, check_int8
 from .plot import plot
-from .stats import goals, spearman
+from .stats import goals, int8_goal_line, int8_goals, int8_speedups, spearman
 from .workers import BACKENDS, measure_models
 from .zoo import build, top1
 
@@ -27,12 +28,18 @@ def _protocol(isolate: bool) -> str:
 
 def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
         ablation: bool = False, ablation_size: int = 224, threads: int = 0,
-        isolate: bool = True, log: Callable[[str], None] = print) -> Dict:
+        isolate: bool = True, int8: bool = False,
+        int8_threads: Sequence[int] = INT8_THREADS,
+        log: Callable[[str], None] = print) -> Dict:
     """Measure ``models`` (names from :func:`zoo.available_models`) and,
     with ``ablation``, the 30-layer net at ``ablation_size``; writes
     ``out_dir``/benchmark.json and latency_vs_macs.png and returns the
     report. ``threads``: CPU threads for PyTorch and ONNX Runtime (0: each
-    library's default); ``isolate``: see :func:`workers.measure_models`."""
+    library's default); ``isolate``: see :func:`workers.measure_models`;
+    ``int8``: also the int8 rows of the models of
+    :data:`~.int8.INT8_MODELS` with ``int8_threads`` (:mod:`.int8`)."""
+    if int8:
+        check_int8(models, int8_threads)
     os.makedirs(out_dir, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
@@ -43,12 +50,20 @@ def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
     with tempfile.TemporaryDirectory() as tmp:
         report['models'] = measure_models(
             {name: functools.partial(build, name) for name in models},
-            shape, runs, tmp, threads, isolate=isolate, log=log)
+            shape, runs, tmp, threads, isolate=isolate,
+            int8_threads=int8_threads if int8 else (), log=log)
         for name, row in report['models'].items():
             row['paper_top1'] = top1(name)
         report['spearman'] = {b: spearman(report['models'], b)
                               for b in BACKENDS}
         report['goals'] = goals(report['models'])
+        if int8:
+            report['int8'] = dict(
+                threads=list(int8_threads), quantization=dict(
+                    QUANT_OPTIONS, calibration=CALIBRATION_NOTE),
+                protocol='per thread count, every int8 model\'s fp32 and '
+                'int8 sessions in 10 alternating blocks',
+                goals=int8_goals(report['models']))
         report['plot'] = plot(report['models'],
                               os.path.join(out_dir, 'latency_vs_macs.png'))
         if ablation:
@@ -114,11 +129,44 @@ def _goal_lines(report: Dict) -> List[str]:
     return lines
 
 
+def _int8_lines(report: Dict) -> List[str]:
+    """The int8 table: what the int8 kernels depend on (the CPU's
+    features: VNNI or not), how the models were quantized, then fp32 and
+    int8 per model and thread count, and the goal lines."""
+    q = report['int8']['quantization']
+    flags = report['machine'].get('cpu_flags') or []
+    vnni = 'with' if any('vnni' in f for f in flags) else 'no'
+    lines = [f"int8, ONNX Runtime: CPU features {' '.join(flags) or '-'} "
+             f"({vnni} VNNI); {q['calibration']}; quantize_onnx("
+             + ', '.join(f'{k}={v!r}' for k, v in q.items()
+                         if k != 'calibration')
+             + '); latency = min (median) ms, fp32 and int8 side by side',
+             f"{'model':<22}{'threads':>8}{'fp32':>18}{'int8':>18}"
+             f"{'fp32/int8':>16}{'QLinearConv':>13}"]
+    for name, row in report['models'].items():
+        if 'int8' not in row:
+            continue
+        fused = row['int8']['runtime_ops'].get('QLinearConv', 0) + \
+            row['int8']['runtime_ops'].get('com.microsoft.QLinearConv', 0)
+        speedups = int8_speedups(row)
+        for threads, lat in row['int8']['latency_ms'].items():
+            ratio = speedups[threads]
+            lines.append(
+                f"{name:<22}{threads:>8}"
+                + ''.join(f"{_cell(dict(latency_ms=lat), v):>18}"
+                          for v in ('fp32', 'int8'))
+                + f"{ratio['min']:>8.2f}× ({ratio['median']:.2f}×)"
+                + f'{fused:>8}')
+    return lines + [int8_goal_line(g) for g in report['int8']['goals']]
+
+
 def format_report(report: Dict) -> str:
     """The report of :func:`run` as the terminal table the tool prints."""
     lines = _model_lines(report) + _spearman_lines(report)
     if 'ablation' in report:
         lines += _ablation_lines(report['ablation'])
     lines += _goal_lines(report)
+    if 'int8' in report:
+        lines += _int8_lines(report)
     lines.append(f"plot: {report['plot']}")
     return '\n'.join(lines)

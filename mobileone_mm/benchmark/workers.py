@@ -21,10 +21,17 @@ from mobileone_mm.deploy.latency import (interleaved_blocks, time_runs,
                                          torch_runner)
 from mobileone_mm.deploy.onnx import (export_onnx, onnx_compare, onnx_runner,
                                       onnx_session)
+from .int8 import (INT8_MODELS, VARIANTS, prepare_int8, session_key,
+                   time_int8)
 
 Builder = Callable[[], nn.Module]
 Log = Callable[[str], None]
 BACKENDS = ('torch', 'onnx')
+
+
+def onnx_path(work_dir: str, name: str) -> str:
+    """Where :func:`prepare` exports model ``name``."""
+    return os.path.join(work_dir, f'{name}.onnx')
 
 
 def prepare(model: nn.Module, input_shape: Sequence[int], work_dir: str,
@@ -42,7 +49,7 @@ def prepare(model: nn.Module, input_shape: Sequence[int], work_dir: str,
         runners['torch'] = torch_runner(model, input_shape)
     if 'onnx' in backends:
         path = export_onnx(model, torch.rand(*input_shape),
-                           os.path.join(work_dir, f'{name}.onnx'))
+                           onnx_path(work_dir, name))
         session = onnx_session(path, threads)
         # random weights: outputs can be large (summed train-time branches),
         # so the diff is also given relative to the largest output
@@ -77,9 +84,13 @@ def _serve(conn, build: Builder, input_shape: Sequence[int],
     """A worker process holding one model: built first and timed in
     PyTorch before anything else (MAC counting and the ONNX export trace
     the model, and their allocations change the memory allocator's state);
-    then, on request, its MACs, ONNX export and ONNX Runtime session.
-    Commands: ``('time', backend, n)`` -> n run times (s);
-    ``('prepare', name, work_dir, macs)`` -> the report row; ``None``: stop.
+    then, on request, its MACs, ONNX export and ONNX Runtime session, and
+    its int8 model with fp32 and int8 sessions per thread count.
+    Commands: ``('time', backend, n)`` -> n run times (s), ``backend`` a
+    key of the runners (``'torch'``, ``'onnx'``, ``int8.session_key``);
+    ``('prepare', name, work_dir, macs)`` -> the report row;
+    ``('int8', name, work_dir, threads)`` -> the row's int8 part (after
+    'prepare'); ``None``: stop.
     Every answer is ``(ok, value)``, a traceback when not ok."""
     try:
         if threads:
@@ -91,6 +102,10 @@ def _serve(conn, build: Builder, input_shape: Sequence[int],
         while (msg := conn.recv()) is not None:
             if msg[0] == 'time':
                 answer = time_runs(runners[msg[1]], msg[2])
+            elif msg[0] == 'int8':
+                answer, int8 = prepare_int8(onnx_path(msg[2], msg[1]),
+                                            input_shape, msg[3])
+                runners.update(int8)
             else:
                 answer, onnx = prepare(model, input_shape, msg[2], msg[1],
                                        backends=('onnx', ), macs=msg[3],
@@ -147,7 +162,8 @@ class ModelProcess:
 
 def _measure_in_process(builders: Dict[str, Builder],
                         input_shape: Sequence[int], runs: int, work_dir: str,
-                        threads: int, macs: bool, log: Log) -> Dict[str, Dict]:
+                        threads: int, macs: bool, int8_threads: Sequence[int],
+                        log: Log) -> Dict[str, Dict]:
     rows, runners = {}, {}
     for name, build in builders.items():
         log(f'building and exporting {name} ...')
@@ -155,11 +171,35 @@ def _measure_in_process(builders: Dict[str, Builder],
         rows[name], runners[name] = prepare(build(), input_shape, work_dir,
                                             name, macs=macs, threads=threads)
     time_all(rows, runners, runs, log)
+    int8_timers = {}
+    for name in _int8_models(builders, int8_threads):
+        log(f'quantizing {name} to int8 ...')
+        rows[name]['int8'], int8 = prepare_int8(
+            onnx_path(work_dir, name), input_shape, int8_threads)
+        int8_timers[name] = {key: functools.partial(time_runs, run)
+                             for key, run in int8.items()}
+    _add_int8_latency(rows, int8_timers, int8_threads, runs, log)
     return rows
 
 
+def _int8_models(names, int8_threads: Sequence[int]) -> List[str]:
+    """The models of ``names`` that get int8 rows (none without
+    ``int8_threads``)."""
+    return [n for n in names if n in INT8_MODELS] if int8_threads else []
+
+
+def _add_int8_latency(rows: Dict[str, Dict], timers: Dict[str, Dict],
+                      int8_threads: Sequence[int], runs: int,
+                      log: Log) -> None:
+    if timers:
+        for name, latency in time_int8(timers, int8_threads, runs,
+                                       log).items():
+            rows[name]['int8']['latency_ms'] = latency
+
+
 def _measure_isolated(procs: Dict[str, ModelProcess], runs: int,
-                      work_dir: str, macs: bool, log: Log) -> Dict[str, Dict]:
+                      work_dir: str, macs: bool, int8_threads: Sequence[int],
+                      log: Log) -> Dict[str, Dict]:
     for proc in procs.values():
         proc.call()  # built
     torch_stats = _time_backend(
@@ -175,12 +215,25 @@ def _measure_isolated(procs: Dict[str, ModelProcess], runs: int,
         log)
     for name, stats in onnx_stats.items():
         rows[name]['latency_ms']['onnx'] = stats
+    int8_timers = {}
+    for name in _int8_models(procs, int8_threads):
+        log(f'quantizing {name} to int8 ...')
+        rows[name]['int8'] = procs[name].call('int8', name, work_dir,
+                                              tuple(int8_threads))
+        int8_timers[name] = {key: procs[name].timer(key)
+                             for key in _int8_keys(int8_threads)}
+    _add_int8_latency(rows, int8_timers, int8_threads, runs, log)
     return rows
+
+
+def _int8_keys(int8_threads: Sequence[int]) -> List[str]:
+    return [session_key(v, n) for n in int8_threads for v in VARIANTS]
 
 
 def measure_models(builders: Dict[str, Builder], input_shape: Sequence[int],
                    runs: int, work_dir: str, threads: int = 0,
                    macs: bool = True, isolate: bool = True,
+                   int8_threads: Sequence[int] = (),
                    log: Log = print) -> Dict[str, Dict]:
     """Report rows for ``{name: builder}``; per backend, the models' runs
     are taken in 10 alternating blocks, so that a drift of the machine's
@@ -195,16 +248,20 @@ def measure_models(builders: Dict[str, Builder], input_shape: Sequence[int],
     removed the difference (README, Benchmarks).
     ``isolate=False``: all models in this process: less memory and start-up
     time, but subject to the cross-model effects above.
+    ``int8_threads`` (e.g. ``(1, 2)``): also quantize the models of
+    :data:`~.int8.INT8_MODELS` and time their fp32 and int8 ONNX Runtime
+    sessions with each thread count (:mod:`.int8`), into ``row['int8']``.
     """
     if not isolate:
         return _measure_in_process(builders, input_shape, runs, work_dir,
-                                   threads, macs, log)
+                                   threads, macs, int8_threads, log)
     log(f'starting {len(builders)} model processes ...')
     procs = {}
     try:
         for name, build in builders.items():
             procs[name] = ModelProcess(name, build, input_shape, threads)
-        return _measure_isolated(procs, runs, work_dir, macs, log)
+        return _measure_isolated(procs, runs, work_dir, macs, int8_threads,
+                                 log)
     finally:
         for proc in procs.values():
             proc.close()

@@ -1,6 +1,7 @@
 """ONNX Runtime int8: static post-training quantization of an exported fp32
 ONNX model with the library's own tools (``quant_pre_process``, then
-``quantize_static`` in the QDQ format), and a count of the int8 graph.
+``quantize_static`` in the QDQ format), a count of the int8 graph, and of
+the graph ONNX Runtime makes of it (:func:`runtime_ops`).
 
 Choices (ONNX Runtime's quantization guide, "Data type selection"):
 
@@ -12,10 +13,11 @@ Choices (ONNX Runtime's quantization guide, "Data type selection"):
   scales folded in, so its channels' ranges differ widely (the QARepVGG
   trap); one scale per tensor wastes most levels of the small channels.
 - Activations QInt8 (asymmetric, so a ReLU output still uses all 256
-  levels): S8S8 QDQ is the guide's recommended first choice. U8S8 runs on
-  x86 without VNNI through ``VPMADDUBSW``, whose 16-bit intermediate sums
-  saturate unless weights use ``reduce_range`` (7 bits), which costs the
-  accuracy this module is meant to keep.
+  levels): S8S8 QDQ is the guide's recommended first choice. On x86,
+  ONNX Runtime runs it as U8S8 anyway (see "Speed" below). Its u8 x s8
+  kernels without VNNI use ``VPMADDUBSW``, whose 16-bit intermediate sums
+  can saturate; ``reduce_range`` (7-bit weights) avoids that at a cost in
+  accuracy, so it is not used here.
 - Entropy calibration with a 2048-bin histogram (:data:`ENTROPY_BINS`,
   TensorRT's choice): ONNX Runtime's ``EntropyCalibrater`` defaults to 128
   bins and 128 quantized bins, so its KL search has one candidate, the full
@@ -26,6 +28,31 @@ Choices (ONNX Runtime's quantization guide, "Data type selection"):
   output's quantized range [0, max] does their work. Keeping them
   (``QDQKeepRemovableActivations``) only adds a Q/DQ pair per activation;
   ``quant_error`` accounts for the removal.
+
+Speed on x86 (ONNX Runtime 1.32, fused S0 at 224x224, measured on a 2-core
+AMD EPYC Zen 2 with AVX2 and FMA, no AVX-512 or VNNI; README, Benchmarks):
+
+- Off ARM, ONNX Runtime rewrites int8 activation Q/DQ pairs as uint8 ones
+  (its ``QDQS8ToU8Transformer``; ``QDQIsInt8Allowed()`` is false) and fuses
+  every ``DequantizeLinear -> Conv -> QuantizeLinear`` into a U8S8
+  ``QLinearConv`` (NHWC). QInt8 or QUInt8 activations, QDQ or QOperator
+  files, weights per channel or per tensor: all give the same kernels, and
+  times within noise (0.91-0.95x of fp32 with one thread). There is no
+  faster option to offer, so this module has none; :func:`runtime_ops`
+  shows the graph ONNX Runtime really runs.
+- Keeping activations int8 (a QOperator S8S8 file, or the session option
+  ``session.qdqisint8allowed=1``) was 4.6x slower: MLAS's x86 S8S8 GEMM
+  kernels need AVX-VNNI-INT8; otherwise it runs its portable C++ one.
+- ``reduce_range`` changes no kernel: no faster, and 7 dB less output SNR
+  on the random-weight S0. ONNX Runtime's own remedy for the saturation
+  (session option ``session.x64quantprecision=1``: uint8 weights, U8U8
+  kernels) kept the SNR and was 10 % slower.
+- Without VNNI, one u8 x s8 multiply-add (``VPMADDUBSW`` + ``VPMADDWD``, 32
+  products) peaked at 1.2x the fp32 FMA rate on this Zen 2, so the 1x1
+  convolutions (3/4 of fused S0's time) run no faster in int8, and ONNX
+  Runtime's int8 depthwise and stem convolutions are slower than its fp32
+  NCHWc ones. Here int8 buys a 3.6x smaller file, not speed; CPUs with VNNI
+  (``VPDPBUSD``: the same 32 products in one instruction) have the headroom.
 """
 import collections
 import inspect
@@ -42,7 +69,7 @@ from .onnx import require_onnx
 __all__ = ['ENTROPY_BINS', 'METHODS', 'QUANTIZED_OPS', 'calibration_reader',
            'calibration_cache_path', 'count_quantized_ops',
            'graph_input_name', 'int8_initializers', 'preprocessed_path',
-           'quantize_onnx']
+           'quantize_onnx', 'runtime_ops']
 
 METHODS = ('minmax', 'entropy', 'percentile')
 # Histogram bins and quantized bins of the entropy (KL) threshold search.
@@ -215,3 +242,31 @@ def int8_initializers(path: str) -> Dict[str, int]:
         name = onnx.TensorProto.DataType.Name(init.data_type)
         sizes[name] += int(np.prod(init.dims)) if init.dims else 1
     return dict(sorted(sizes.items()))
+
+
+def runtime_ops(path: str) -> Dict[str, int]:
+    """Node counts by op type (``domain.op`` outside the ONNX domain) of the
+    graph ONNX Runtime's CPU provider actually runs: the model at ``path``
+    after all its graph optimizations, saved through
+    ``SessionOptions.optimized_model_filepath``.
+
+    The file's own ops only say what *may* run in integer arithmetic: ONNX
+    Runtime fuses ``DequantizeLinear -> Conv -> QuantizeLinear`` into
+    ``QLinearConv`` only where its kernels take the types; anything left
+    runs in float between Q/DQ pairs, which is slower than no quantization.
+    """
+    import onnx
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3  # not its warning that such a file is
+    # specific to this CPU: it is only read back here
+    with tempfile.TemporaryDirectory() as tmp:
+        options.optimized_model_filepath = osp.join(tmp, 'optimized.onnx')
+        ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        graph = onnx.load(options.optimized_model_filepath,
+                          load_external_data=False).graph
+    counts = collections.Counter(
+        f'{n.domain}.{n.op_type}' if n.domain else n.op_type
+        for n in graph.node)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

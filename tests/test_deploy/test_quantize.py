@@ -13,7 +13,8 @@ from mobileone_mm.deploy.model_setup import calibrate_bn
 from mobileone_mm.deploy.onnx import export_onnx, onnx_run, onnx_session
 from mobileone_mm.deploy.quantize import (count_quantized_ops,
                                           int8_initializers,
-                                          preprocessed_path, quantize_onnx)
+                                          preprocessed_path, quantize_onnx,
+                                          runtime_ops)
 from mobileone_mm.models import MobileOne
 from mobileone_mm.utils.errors import UserError
 
@@ -77,6 +78,24 @@ def test_int8_graph_has_qdq_and_int8_weights(fp32, tmp_path, per_channel):
     assert int8_initializers(out)['INT8'] >= sum(
         nh.to_array(w).size for _, w, _, _ in convs)
     assert (tmp_path / 'int8.preprocessed.onnx').is_file()
+
+
+def test_onnxruntime_runs_every_conv_in_int8(fp32, tmp_path):
+    """The graph ONNX Runtime runs: the fp32 model's 9 convs stay float,
+    the int8 model's Q/DQ pairs around them are fused into 9 integer
+    QLinearConv (on x86 with uint8 activations), none left in float."""
+    def convs(ops):
+        return {op: n for op, n in ops.items() if op.endswith('Conv')}
+
+    assert sum(convs(runtime_ops(str(fp32))).values()) == 9
+    assert not any('QLinear' in op for op in runtime_ops(str(fp32)))
+    out = quantize_onnx(str(fp32), str(tmp_path / 'int8.onnx'), _batches())
+    assert count_quantized_ops(out)['DequantizeLinear'] > 9  # in the file
+    ops = runtime_ops(out)
+    assert set(convs(ops)) <= {'QLinearConv', 'com.microsoft.QLinearConv'}
+    assert sum(convs(ops).values()) == 9
+    # only the graph's input and output cross between float and int8
+    assert ops['QuantizeLinear'] <= 2 and ops['DequantizeLinear'] <= 2
 
 
 def test_int8_outputs_follow_fp32(fp32, tmp_path):

@@ -2,6 +2,7 @@
 
     python tools/analysis/benchmark.py [--out-dir DIR] [--runs N]
         [--models NAME ...] [--ablation] [--threads N] [--in-process] [--quick]
+        [--int8 [--int8-threads N ...]]
     python tools/analysis/benchmark.py --training [--runs N] [--threads N]
         [--extras channels_last compile]
 
@@ -11,6 +12,9 @@ installed mmpretrain ships, as 1000-class classifiers, batch 1, fp32,
 MACs, the Spearman correlations of Table 1a, a latency-vs-MACs plot with the
 paper's top-1, ``--ablation`` for Tables 3 and 1b, and the goals as measured
 ratios with PASS/FAIL. Writes DIR/benchmark.json and DIR/latency_vs_macs.png.
+``--int8`` adds int8 ONNX Runtime rows (fused S0-S4 and MobileNetV2, calibrated
+on random-normal input: latency only), fp32 and int8 side by side with 1 and 2
+threads, and the int8 goal (fused S0 int8 >= 1.5x faster than fp32).
 ``--training`` instead times the training step and the unfused eval forward
 with the per-branch and the fast branch formulations (S0, S2; batch 32 at 224
 and 12 at 128) and writes DIR/training.json.
@@ -47,6 +51,16 @@ def parse_args(argv=None):
     parser.add_argument('--quick', action='store_true',
                         help='a smoke run: ' + ', '.join(benchmark.QUICK_MODELS)
                         + ', 5 runs, ablation at 64x64')
+    parser.add_argument('--int8', action='store_true',
+                        help='also int8 ONNX Runtime rows of '
+                        + ' '.join(benchmark.INT8_MODELS) + ' (those of '
+                        '--models), timed side by side with fp32, and the '
+                        'int8 goal; calibrated on random-normal input '
+                        '(latency only)')
+    parser.add_argument('--int8-threads', type=int, nargs='+', default=None,
+                        metavar='N', help='with --int8: the ONNX Runtime '
+                        'thread counts of the int8 rows (default: '
+                        + ' '.join(map(str, benchmark.INT8_THREADS)) + ')')
     parser.add_argument('--training', action='store_true',
                         help='time the training step and unfused eval of the '
                         'per-branch and fast branch formulations instead')
@@ -73,6 +87,8 @@ def training_main(args) -> None:
 def main(argv=None):
     args = parse_args(argv)
     if args.training:
+        if args.int8 or args.int8_threads:
+            sys.exit('error: --int8 does not apply to --training')
         return training_main(args)
     available = benchmark.available_models()
     models = args.models or (list(benchmark.QUICK_MODELS) if args.quick
@@ -87,11 +103,15 @@ def main(argv=None):
             raise UserError('--runs must be at least 1')
         if args.threads < 0:
             raise UserError('--threads must be 0 (library default) or more')
+        if args.int8_threads is not None and not args.int8:
+            raise UserError('--int8-threads needs --int8')
         report = benchmark.run(models, runs, args.out_dir,
                                ablation=args.ablation,
                                ablation_size=64 if args.quick else 224,
                                threads=args.threads,
-                               isolate=not args.in_process)
+                               isolate=not args.in_process, int8=args.int8,
+                               int8_threads=tuple(args.int8_threads or
+                                                  benchmark.INT8_THREADS))
     except UserError as err:
         sys.exit(f'error: {err}')
     print(benchmark.format_report(report))
