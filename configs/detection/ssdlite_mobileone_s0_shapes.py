@@ -33,7 +33,12 @@ model = dict(
             strides=[16, 32, 64, 128, 128, 128],
             ratios=[[2], [2], [2, 3], [2, 3], [2, 3], [2, 3]],
             min_sizes=[28, 40, 60, 81, 101, 122],
-            max_sizes=[56, 60, 81, 101, 122, 128])))
+            max_sizes=[56, 60, 81, 101, 122, 128])),
+    # Localization, not detection, limits this demo (bbox mAP_50 0.94,
+    # mAP_75 0.71): a smooth-L1 beta of 0.11 (Faster R-CNN's; SSD's is 1.0)
+    # keeps the gradient of small box errors at full size: bbox mAP 0.632 ->
+    # 0.659 (mAP_75 0.71 -> 0.73) in one 10-epoch run each.
+    train_cfg=dict(smoothl1_beta=0.11))
 
 # Short schedule: random flip only (SSD's expand/crop/colour augmentation pays
 # off over hundreds of epochs, not ten).

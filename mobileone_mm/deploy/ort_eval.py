@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.evaluator import Evaluator
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from mobileone_mm.utils.errors import UserError
@@ -115,6 +116,8 @@ def build_test_loader(cfg: Config):
     if not loader or not cfg.get('test_evaluator'):
         raise UserError('--eval needs the config\'s test_dataloader and '
                         'test_evaluator; add them or drop --eval')
+    # the data set's registry (mmdet, mmseg, mmpretrain), as the runner has
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
     try:
         return Runner.build_dataloader(copy.deepcopy(loader))
     except (FileNotFoundError, NotADirectoryError) as err:

@@ -81,3 +81,14 @@ def test_a_config_without_test_data_says_so(shapes_root):
     cfg.test_evaluator = None
     with pytest.raises(UserError, match='test_evaluator'):
         build_test_loader(cfg)
+
+
+def test_test_loader_is_built_in_the_configs_scope(seg_root):
+    """mmseg's BaseSegDataset is only in mmseg's registry: building the
+    loader must not depend on what ran before (e.g. a fresh process that
+    builds the loader before the model)."""
+    from mmengine.registry import init_default_scope
+    cfg = load_config(str(SEG_CFG), seg_options(seg_root[0]))
+    init_default_scope('mmengine')
+    loader = build_test_loader(cfg)
+    assert len(loader.dataset) > 0
