@@ -22,7 +22,7 @@ from .quant_cases import CLS_CFG, cls_options, fused_model
 # low enough that most of the tiny model's weights are compressed (its
 # largest has 32 x 32 elements; coremltools' default is 2048)
 THRESHOLD = 256
-EVALUATED = ('fp16', 'w8', 'w6', 'w4', 'a8w8')
+EVALUATED = ('fp16', 'w8', 'w6', 'w4', 'w6c', 'w4c', 'a8w8')
 
 
 def _metric(module: nn.Module, x: torch.Tensor) -> dict:
@@ -128,7 +128,8 @@ def _per_channel_max(w: np.ndarray) -> np.ndarray:
         (-1, ) + (1, ) * (w.ndim - 1))
 
 
-@pytest.mark.parametrize('name,bits', [('w8', 8), ('w6', 6), ('w4', 4)])
+@pytest.mark.parametrize('name,bits', [('w8', 8), ('w6', 6), ('w4', 4),
+                                       ('w6c', 6), ('w4c', 4)])
 def test_decompressed_weights_within_one_quantization_step(case, name,
                                                            bits):
     """Each compressed weight is within one step of the fp32 weight (w8: a
@@ -145,6 +146,11 @@ def test_decompressed_weights_within_one_quantization_step(case, name,
             continue
         if name == 'w8':
             step = _per_channel_max(rw) / 127
+            levels = max(len(np.unique(c)) for c in w.reshape(len(w), -1))
+        elif name.endswith('c'):  # a palette per output channel
+            flat = rw.reshape(len(rw), -1)
+            step = ((flat.max(1) - flat.min(1)) / (2**bits - 1)).reshape(
+                (-1, ) + (1, ) * (rw.ndim - 1))
             levels = max(len(np.unique(c)) for c in w.reshape(len(w), -1))
         else:
             step = (rw.max() - rw.min()) / (2**bits - 1)
@@ -176,7 +182,7 @@ def test_reading_equals_coremltools_decompress_weights(case, tmp_path):
 
 def test_evaluate_gets_the_decompressed_weights(case):
     report, seen = case['report'], case['seen']
-    assert [s['kind'] for s in seen] == ['ImageClassifier'] * 4 + [
+    assert [s['kind'] for s in seen] == ['ImageClassifier'] * 6 + [
         'QuantizedNetwork']
     for name, call in zip(EVALUATED, seen):
         assert report[name]['metric'] == call['metric']
@@ -265,3 +271,18 @@ def test_missing_coremltools_names_the_fix(monkeypatch, tmp_path):
         cc.compress_coreml(nn.Conv2d(3, 4, 1), torch.zeros(1, 3, 4, 4),
                            str(tmp_path))
     assert not os.listdir(tmp_path)
+
+
+def test_per_channel_palettes_fit_better_than_per_tensor(case):
+    """The remedy for the fused convs' channel ranges: a palette per output
+    channel (iOS18 program) has a smaller worst weight error than one per
+    tensor at the same bits."""
+    report = case['report']
+    for bits in (6, 4):
+        per_channel = report[f'w{bits}c']
+        assert per_channel['compression']['granularity'] == \
+            'per_grouped_channel'
+        assert per_channel['ops'].get('constexpr_lut_to_dense', 0) > 0
+        assert per_channel['specification_version'] >= 9  # iOS18
+        assert per_channel['max_rel_weight_error'] < \
+            report[f'w{bits}']['max_rel_weight_error']
