@@ -1,4 +1,7 @@
 """Configs, models and checks shared by the deploy tests."""
+import builtins
+
+import pytest
 import torch
 
 from mobileone_mm.apis import build_model, load_config
@@ -78,3 +81,16 @@ def code_running_checkpoint(path, marker):
     twin.unlink()
     torch.save(payload(marker), path)
     return path
+
+
+@pytest.fixture
+def no_coremltools(monkeypatch):
+    """``import coremltools`` fails, as where it is not installed."""
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == 'coremltools':
+            raise ImportError('No module named coremltools')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', fake_import)

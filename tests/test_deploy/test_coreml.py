@@ -143,15 +143,6 @@ def test_ops_of_a_non_program_is_an_error(tmp_path):
         coreml.coreml_ops(str(tmp_path / 'missing.mlpackage'))
 
 
-def test_missing_coremltools_names_the_fix(monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_coremltools(name, *args, **kwargs):
-        if name == 'coremltools':
-            raise ImportError('No module named coremltools')
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, '__import__', no_coremltools)
+def test_missing_coremltools_names_the_fix(no_coremltools):
     with pytest.raises(UserError, match='--backends onnx'):
         coreml.import_coremltools()

@@ -257,16 +257,7 @@ def test_refuses_to_replace_what_is_not_a_package(tmp_path):
     assert os.listdir(tmp_path) == ['model_w4.mlpackage']
 
 
-def test_missing_coremltools_names_the_fix(monkeypatch, tmp_path):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_coremltools(name, *args, **kwargs):
-        if name == 'coremltools':
-            raise ImportError('No module named coremltools')
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, '__import__', no_coremltools)
+def test_missing_coremltools_names_the_fix(no_coremltools, tmp_path):
     with pytest.raises(UserError, match='--backend onnxruntime'):
         cc.compress_coreml(nn.Conv2d(3, 4, 1), torch.zeros(1, 3, 4, 4),
                            str(tmp_path))
