@@ -10,10 +10,12 @@ tensor before the Q/DQ pair is the conv's output *before* the activation
 and ``qdq_err`` would compare it with the activated, quantized tensor (on a
 tiny MobileOne: 2 dB instead of 45 dB). The activation is applied to that
 tensor first (:func:`refold`)."""
+import contextlib
+import logging
 import math
 import os.path as osp
 import tempfile
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -90,13 +92,45 @@ def biases(path: str) -> set:
             and len(n.input) > 2}
 
 
-def weight_snr(float_path: str, qdq_path: str) -> Dict[str, Optional[float]]:
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _root_log_collected() -> Iterator[List[str]]:
+    """What ``qdq_loss_debug`` logs through the root logger, collected
+    instead of printed: it reports a weight it cannot pair (e.g. a bias
+    the quantizer duplicated as ``bias0``/``bias1`` for two convs that
+    share it) as ``ERROR:root:Model Error``, which reads like a failure of
+    the tool while the only effect is one tensor without an SNR."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    collect = _Collect()
+    root.handlers = [collect]
+    try:
+        yield collect.messages
+    finally:
+        root.handlers = saved
+
+
+def weight_snr(float_path: str, qdq_path: str,
+               unmatched: Optional[List[str]] = None
+               ) -> Dict[str, Optional[float]]:
     """SNR (dB) of every quantized weight and bias, float against
-    dequantized."""
+    dequantized; what ``qdq_loss_debug`` could not pair goes to
+    ``unmatched``."""
     from onnxruntime.quantization.qdq_loss_debug import (
         compute_weight_error, create_weight_matching)
-    errors = compute_weight_error(create_weight_matching(float_path,
-                                                         qdq_path))
+    with _root_log_collected() as messages:
+        matched = create_weight_matching(float_path, qdq_path)
+    if unmatched is not None:
+        unmatched.extend(messages)
+    errors = compute_weight_error(matched)
     return {name: _finite(db) for name, db in sorted(errors.items())}
 
 
@@ -154,7 +188,8 @@ def per_layer_snr(float_path: str, qdq_path: str,
             batches are enough for the ranking).
         input_name: The graph's input.
     """
-    every = weight_snr(float_path, qdq_path)
+    unmatched: List[str] = []
+    every = weight_snr(float_path, qdq_path, unmatched)
     bias_names = biases(float_path)
     weights = {k: v for k, v in every.items() if k not in bias_names}
     activations = activation_snr(float_path, qdq_path, batches, input_name)
@@ -163,6 +198,7 @@ def per_layer_snr(float_path: str, qdq_path: str,
         biases={k: v for k, v in every.items() if k in bias_names},
         worst=worst_layers(weights, activations, _consumers(float_path),
                            n_worst),
+        unmatched=unmatched,
         note='20*log10(|x| / |x - q(x)|) per tensor (onnxruntime '
              'qdq_loss_debug); null: exact (no noise); activations on '
              f'{len(batches)} calibration batches; worst: weights and '

@@ -92,3 +92,18 @@ def test_exact_tensors_are_null_and_skipped():
                          {'a': 'relu_node'}, n=5)
     assert [(w['tensor'], w['layer']) for w in worst] == [
         ('a', 'relu_node'), ('v', 'v')]
+
+
+def test_unpaired_weights_are_collected_not_printed(capfd):
+    """qdq_loss_debug logs a tensor it cannot pair as 'ERROR:root:Model
+    Error'; the report keeps the message, the terminal does not show it."""
+    import logging
+    from mobileone_mm.deploy import quant_error
+    before = logging.getLogger().handlers[:]
+    with quant_error._root_log_collected() as messages:
+        logging.error("Model Error in 'x.onnx': weight tensor 'b0' not "
+                      "found!")
+    assert messages == ["Model Error in 'x.onnx': weight tensor 'b0' not "
+                        "found!"]
+    assert logging.getLogger().handlers == before
+    assert 'Model Error' not in capfd.readouterr().err
