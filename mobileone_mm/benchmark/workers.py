@@ -253,8 +253,13 @@ def measure_models(builders: Dict[str, Builder], input_shape: Sequence[int],
     sessions with each thread count (:mod:`.int8`), into ``row['int8']``.
     """
     if not isolate:
-        return _measure_in_process(builders, input_shape, runs, work_dir,
-                                   threads, macs, int8_threads, log)
+        # the models set this process's torch threads: the caller's come back
+        saved = torch.get_num_threads()
+        try:
+            return _measure_in_process(builders, input_shape, runs, work_dir,
+                                       threads, macs, int8_threads, log)
+        finally:
+            torch.set_num_threads(saved)
     log(f'starting {len(builders)} model processes ...')
     procs = {}
     try:

@@ -61,8 +61,9 @@ COMPRESSIONS = {
     # its branches with their BN scales folded in, so its output channels'
     # ranges differ widely and one evenly spaced palette per tensor leaves
     # the small channels a level or two (the demo detector: bbox mAP 0.632
-    # -> 0.123 at w6 and 0.008 at w4 per tensor). 2**nbits float16 entries
-    # per channel cost little beside the weights.
+    # -> 0.123 at w6 and 0.008 at w4 per tensor; w6c 0.637 on the current
+    # demo model, w4c still 0.148). The 2**nbits float16 entries of each
+    # channel's palette are not free: w6c was larger than w8 there.
     'w6c': dict(api='palettize_weights', nbits=6, mode='uniform',
                 granularity='per_grouped_channel', group_size=1,
                 target='iOS18'),

@@ -86,3 +86,22 @@ def test_model_process_times_its_model_and_stops(tmp_path):
     finally:
         proc.close()
     assert not proc.process.is_alive()
+
+
+def test_in_process_measurement_gives_the_threads_back(tmp_path):
+    """One thread for the measurement, the caller's afterwards: a leaked
+    thread count changes every later float result of the process."""
+    import torch
+    import torch.nn as nn
+    from mobileone_mm.benchmark import workers
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    torch.set_num_threads(other)
+    try:
+        workers.measure_models({'conv': lambda: nn.Conv2d(3, 4, 3)},
+                               (1, 3, 16, 16), 2, str(tmp_path), threads=3,
+                               macs=False, isolate=False,
+                               log=lambda _: None)
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(before)

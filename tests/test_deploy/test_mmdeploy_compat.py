@@ -238,12 +238,20 @@ def test_deeplabv3_onnxruntime_matches_pytorch(seg):
     img = str(seg.root / 'hopper_512.png')
     Image.open(mmdeploy_compat.default_image()).convert('RGB').resize(
         (512, 512)).save(img)
+    # Where PyTorch's two best classes are closer than the backends' float
+    # rounding (1e-4 of the largest logit; the logits agree to ~1e-6), the
+    # argmax of a random-weight model is a coin toss that the thread count
+    # of the process can flip: those pixels may differ, no other may.
     out = seg.predict(img)
     ort = out['backend'].pred_sem_seg.data
     ref = out['torch'].pred_sem_seg.data
     assert ort.shape == ref.shape == (1, 512, 512)
     assert ref.unique().numel() > 3  # a varied map, not one class
-    assert torch.equal(ort, ref)
+    logits = out['torch'].seg_logits.data
+    top2 = logits.topk(2, dim=0).values
+    clear = (top2[0] - top2[1]) > 1e-4 * logits.abs().max()
+    assert clear.float().mean() > 0.99
+    assert torch.equal(ort[0][clear], ref[0][clear])
 
 
 def test_deeplabv3_coreml_export_is_a_fused_program(seg):
