@@ -1,12 +1,12 @@
 # MobileOne-S0 trained from scratch on the tiny generated ImageNet-layout data
-# set (python tools/make_imagenet_tiny.py data/imagenet_tiny --num-train 600
+# set (python tools/make_imagenet_tiny.py data/imagenet_tiny_study --num-train 600
 # --num-val 300: one shape per image, labels 0-2 of the 1000 classes) on a
 # 2-core CPU, in minutes: the classifier of the int8 accuracy study
 # (tools/analysis/quant_accuracy.py). Only data, resolution, schedule and what
 # training from scratch on a CPU needs differ from mobileone_s0_in1k.py.
 _base_ = ['./mobileone_s0_in1k.py']
 
-data_root = 'data/imagenet_tiny/'
+data_root = 'data/imagenet_tiny_study/'
 input_size = 96  # the generated images' own size instead of 224
 model = dict(
     backbone=dict(
