@@ -19,8 +19,8 @@ GOAL_RATIOS = (
     (('mobileone_s0', 'torch'), ('mobileone_s0_fused', 'torch')),
     (('mobileone_s0_fused', 'torch'), ('mobileone_s0_fused', 'onnx')),
 )
-# Issue 16: fused S0 in int8 at least 1.5x faster than in fp32, ONNX Runtime
-# on the CPU, with each thread count measured (fp32 time / int8 time).
+# The int8 goal: fused S0 in int8 at least 1.5x faster than in fp32, ONNX
+# Runtime on the CPU, with each thread count measured (fp32 time / int8 time).
 INT8_GOAL = dict(model='mobileone_s0_fused', speedup=1.5)
 
 
