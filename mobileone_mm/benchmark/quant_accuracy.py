@@ -14,7 +14,6 @@ drops below are differences of one evaluation, not of separate runs. The
 per-layer SNR of the default variant (per channel, min-max) names the
 layers that lose the most.
 """
-import copy
 import json
 import os
 import os.path as osp
@@ -23,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from mmengine.config import Config
 
-from mobileone_mm.apis import input_shape_from_config, load_config
+from mobileone_mm.apis import input_shape_from_config
 from mobileone_mm.deploy.calibration import calibration_data
 from mobileone_mm.deploy.model_setup import build_for_deploy
 from mobileone_mm.deploy.onnx import export_onnx, onnx_session, require_onnx
@@ -31,6 +30,7 @@ from mobileone_mm.deploy.ort_eval import (build_test_loader, evaluate,
                                           ort_predictor, primary_metric,
                                           torch_predictor)
 from mobileone_mm.deploy.quant_error import per_layer_snr
+from mobileone_mm.deploy.quant_pipeline import config_and_name
 from mobileone_mm.deploy.quantize import (METHODS, graph_input_name,
                                           preprocessed_path, quantize_onnx)
 from mobileone_mm.deploy.reparameterize import reparameterize
@@ -66,16 +66,6 @@ def _variants(granularities: Sequence[str],
     return [(g, m) for g in granularities for m in methods]
 
 
-def _load(config: Union[str, Config],
-          cfg_options: Optional[dict]) -> Tuple[Config, str]:
-    if isinstance(config, Config):
-        cfg = copy.deepcopy(config)
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
-        return cfg, config.filename or '<Config>'
-    return load_config(config, cfg_options), config
-
-
 def quant_study(config: Union[str, Config], checkpoint: str, work_dir: str,
                 granularities: Sequence[str] = GRANULARITIES,
                 methods: Sequence[str] = METHODS, calib_images: int = 32,
@@ -107,7 +97,7 @@ def quant_study(config: Union[str, Config], checkpoint: str, work_dir: str,
                         '(random weights have no accuracy to lose)')
     require_onnx()
     variants = _variants(granularities, methods)
-    cfg, name = _load(config, cfg_options)
+    cfg, name = config_and_name(config, cfg_options)
     shape = input_shape_from_config(cfg)
     build_test_loader(cfg)  # missing test data: say so before the long part
 

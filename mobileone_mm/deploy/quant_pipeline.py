@@ -34,7 +34,8 @@ from .quantize import (METHODS, count_quantized_ops, graph_input_name,
                        int8_initializers, preprocessed_path, quantize_onnx)
 from .reparameterize import reparameterize
 
-__all__ = ['QUANT_BACKENDS', 'QuantizeOptions', 'quantize_config']
+__all__ = ['QUANT_BACKENDS', 'QuantizeOptions', 'config_and_name',
+           'quantize_config']
 
 QUANT_BACKENDS = ('onnxruntime', 'coreml')
 FP32_NAME, INT8_NAME = 'model_fp32.onnx', 'model_int8.onnx'
@@ -85,7 +86,7 @@ class QuantizeOptions:
                                 f'{low}, got {getattr(self, name)}')
 
 
-def _load(config: Union[str, Config],
+def config_and_name(config: Union[str, Config],
           cfg_options: Optional[dict]) -> Tuple[Config, str]:
     """The config (a copy when given loaded: the caller's stays as it was)
     and its name."""
@@ -253,7 +254,7 @@ def quantize_config(config: Union[str, Config],
             ``--eval``), an output path that would overwrite an input.
     """
     o = options or QuantizeOptions()
-    cfg, name = _load(config, cfg_options)
+    cfg, name = config_and_name(config, cfg_options)
     if 'onnxruntime' in o.backends:
         require_onnx()
     work_dir = work_dir or osp.join(
