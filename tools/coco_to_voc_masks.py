@@ -11,8 +11,8 @@ import os.path as osp
 import sys
 import time
 
-from mobileone_mm.utils.errors import UserError
 from mobileone_mm.datasets.coco_to_voc import convert
+from mobileone_mm.engine.launch import run_tool
 
 
 def main():
@@ -29,11 +29,12 @@ def main():
                  f'(expected data/coco/annotations/instances_train2017.json '
                  f'from cocodataset.org)')
     start = time.time()
-    try:
-        stats = convert(args.ann_file, args.out_dir, args.list_file,
-                        args.min_pixels)
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(_convert, args, start)
+
+
+def _convert(args, start: float) -> None:
+    stats = convert(args.ann_file, args.out_dir, args.list_file,
+                    args.min_pixels)
     list_file = args.list_file or args.out_dir.rstrip('/') + '.txt'
     print(f'{stats["written"]} of {stats["images"]} images have VOC objects '
           f'(>= {args.min_pixels} px): masks in {args.out_dir}, list in '

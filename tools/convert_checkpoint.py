@@ -7,10 +7,10 @@ The result loads into any downstream config with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
 """
 import argparse
-import sys
 
-from mobileone_mm.checkpoint import FORMATS, ConversionError
+from mobileone_mm.checkpoint import FORMATS
 from mobileone_mm.checkpoint.validate import convert_file
+from mobileone_mm.engine.launch import run_tool
 
 
 def parse_args():
@@ -23,17 +23,17 @@ def parse_args():
     return parser.parse_args()
 
 
-def main():
-    args = parse_args()
-    try:
-        meta = convert_file(args.src, args.dst, args.src_format)
-    except ConversionError as err:
-        sys.exit(f'error: {err}')
+def _convert(args) -> None:
+    meta = convert_file(args.src, args.dst, args.src_format)
     kind = 'fused' if meta['fused'] else 'unfused'
     head = (f', classifier head with {meta["num_classes"]} classes'
             if meta['num_classes'] else '')
     print(f'{args.src} ({meta["src_format"]}) -> {args.dst}: MobileOne-'
           f'{meta["arch"].upper()} {kind}{head}; loads strictly')
+
+
+def main():
+    run_tool(_convert, parse_args())
 
 
 if __name__ == '__main__':

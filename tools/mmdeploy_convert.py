@@ -15,11 +15,10 @@ different boxes in each).
 """
 import argparse
 import os
-import sys
 import warnings
 
-from mobileone_mm.utils.errors import UserError
 from mobileone_mm.deploy import mmdeploy_compat
+from mobileone_mm.engine.launch import run_tool
 
 
 def parse_args(argv=None):
@@ -37,27 +36,28 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _convert(args) -> None:
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        checkpoint = mmdeploy_compat.random_checkpoint(
+            args.model_cfg, os.path.join(args.work_dir, 'random_init.pth'))
+        warnings.warn(f'no checkpoint: random weights saved to {checkpoint}'
+                      + ('; --check needs trained weights' if args.check
+                         else ''))
+    files = mmdeploy_compat.convert(args.deploy_cfg, args.model_cfg,
+                                    checkpoint, args.work_dir, args.img,
+                                    args.device)
+    print('backend files: ' + ' '.join(files))
+    if args.check:
+        outputs = mmdeploy_compat.predict_both(
+            args.deploy_cfg, args.model_cfg, checkpoint, files, args.img,
+            args.device)
+        print('backend vs PyTorch: ' + ', '.join(
+            f'{k}={v}' for k, v in mmdeploy_compat.compare(outputs).items()))
+
+
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            checkpoint = mmdeploy_compat.random_checkpoint(
-                args.model_cfg, os.path.join(args.work_dir, 'random_init.pth'))
-            warnings.warn(f'no checkpoint: random weights saved to {checkpoint}'
-                          + ('; --check needs trained weights' if args.check else ''))
-        files = mmdeploy_compat.convert(args.deploy_cfg, args.model_cfg,
-                                        checkpoint, args.work_dir, args.img,
-                                        args.device)
-        print('backend files: ' + ' '.join(files))
-        if args.check:
-            outputs = mmdeploy_compat.predict_both(
-                args.deploy_cfg, args.model_cfg, checkpoint, files, args.img,
-                args.device)
-            print('backend vs PyTorch: ' + ', '.join(
-                f'{k}={v}' for k, v in mmdeploy_compat.compare(outputs).items()))
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(_convert, parse_args(argv))
 
 
 if __name__ == '__main__':

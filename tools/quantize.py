@@ -15,17 +15,14 @@ with --eval runs the config's test set through PyTorch, ONNX Runtime fp32 and
 int8, and writes DIR/quant_report.json. Exits non-zero on bad input.
 """
 import argparse
-import sys
 
-from mmengine.config import DictAction
-
-from mobileone_mm.deploy.calibration import SPLITS
-from mobileone_mm.deploy.quant_pipeline import (QUANT_BACKENDS,
-                                                QuantizeOptions,
-                                                quantize_config)
-from mobileone_mm.deploy.quant_report import format_quant_report
-from mobileone_mm.deploy.quantize import METHODS
-from mobileone_mm.utils.errors import UserError
+from mobileone_mm.deploy.quantization.calibration import SPLITS
+from mobileone_mm.deploy.quantization.onnxruntime_int8 import METHODS
+from mobileone_mm.deploy.quantization.pipeline import (QUANT_BACKENDS,
+                                                       QuantizeOptions,
+                                                       quantize_config)
+from mobileone_mm.deploy.quantization.report import format_quant_report
+from mobileone_mm.engine.launch import add_output_args, run_tool
 
 
 def parse_args(argv=None):
@@ -35,10 +32,12 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='trained weights; random weights (latency '
                         'only) when omitted')
-    parser.add_argument('--work-dir', help='output folder (default '
-                        'work_dirs/quantize/<config name>)')
-    parser.add_argument('--backend', nargs='+', default=list(QUANT_BACKENDS),
-                        help=f'one or both of: {" ".join(QUANT_BACKENDS)}')
+    add_output_args(parser, 'output folder (default '
+                    'work_dirs/quantize/<config name>)')
+    parser.add_argument('--backend', '--backends', nargs='+',
+                        default=list(QUANT_BACKENDS),
+                        help=f'one or both of: {" ".join(QUANT_BACKENDS)} '
+                        f'(ncnn int8 needs ncnn\'s C++ tools: not here)')
     parser.add_argument('--calib-images', type=int,
                         default=defaults.calib_images)
     parser.add_argument('--calib-split', default=defaults.calib_split,
@@ -55,25 +54,23 @@ def parse_args(argv=None):
                         help='timed runs of each ONNX Runtime model')
     parser.add_argument('--threads', type=int, default=defaults.threads,
                         help='ONNX Runtime threads (0: its default)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        options = QuantizeOptions(
-            backends=args.backend, calib_images=args.calib_images,
-            calib_split=args.calib_split, method=args.method,
-            per_channel=not args.per_tensor, evaluate=args.eval,
-            runs=args.runs, threads=args.threads)
-        report = quantize_config(args.config, args.checkpoint,
-                                 work_dir=args.work_dir, options=options,
-                                 cfg_options=args.cfg_options)
-    except UserError as err:
-        sys.exit(f'error: {err}')
+def _quantize(args) -> None:
+    options = QuantizeOptions(
+        backends=args.backend, calib_images=args.calib_images,
+        calib_split=args.calib_split, method=args.method,
+        per_channel=not args.per_tensor, evaluate=args.eval,
+        runs=args.runs, threads=args.threads)
+    report = quantize_config(args.config, args.checkpoint,
+                             work_dir=args.work_dir, options=options,
+                             cfg_options=args.cfg_options)
     print(format_quant_report(report))
+
+
+def main(argv=None):
+    run_tool(_quantize, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -7,11 +7,10 @@ model's outputs are checked against the unfused ones before anything is
 written; load the result with ``--cfg-options model.backbone.deploy=True``.
 """
 import argparse
-import sys
 
 from mobileone_mm.deploy.compare import RTOL
-from mobileone_mm.deploy.reparameterize import (FusionCheckFailed,
-                                                fuse_checkpoint)
+from mobileone_mm.deploy.fusion import FusionCheckFailed, fuse_checkpoint
+from mobileone_mm.engine.launch import run_tool
 from mobileone_mm.utils.errors import UserError
 
 
@@ -26,15 +25,18 @@ def parse_args():
     return parser.parse_args()
 
 
-def main():
-    args = parse_args()
+def _fuse(args) -> None:
     try:
         fuse_checkpoint(args.config, args.checkpoint, args.out, args.rtol,
                         verbose=True)
-    except (UserError, FusionCheckFailed) as err:
-        sys.exit(f'error: {err}')
+    except FusionCheckFailed as err:  # nothing was written
+        raise UserError(str(err))
     print(f'wrote {args.out}; load it with '
           '--cfg-options model.backbone.deploy=True')
+
+
+def main():
+    run_tool(_fuse, parse_args())
 
 
 if __name__ == '__main__':

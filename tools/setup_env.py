@@ -75,8 +75,8 @@ CHECK_MMCV_OPS = ('import torch, mmcv; from mmcv.ops import nms; '
                   'd, k = nms(b, torch.tensor([0.9, 0.8]), 0.5); '
                   'assert k.tolist() == [0], k')
 CHECK_STACK = ('import mmengine, mmcv.ops, mmdet, mmseg, mmpretrain, '
-               'coremltools, onnx, onnxruntime, pycocotools, mobileone_mm, '
-               'mmdeploy.apis, aenum; '
+               'coremltools, onnx, onnxruntime, pnnx, ncnn, pycocotools, '
+               'mobileone_mm, mmdeploy.apis, aenum; '
                'import mmseg.utils, mmpretrain.models, mmdet.models; '
                "print('mmengine', mmengine.__version__, 'mmcv', mmcv.__version__, "
                "'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, "
@@ -383,7 +383,8 @@ class Installer:
         say(f'2/{steps} mmcv')
         self.mmcv(build_mmcv)
         say(f'3/{steps} mmengine, mmdet, mmsegmentation, mmpretrain, coremltools, '
-            'onnx, onnxruntime, pycocotools, mmdeploy and mobileone_mm (editable)')
+            'onnx, onnxruntime, pnnx, ncnn, pycocotools, mmdeploy and '
+            'mobileone_mm (editable)')
         self.pip(*pinned, '-e', f'{ROOT}[all,tests]')
         # mmdeploy's protobuf<=3.20.2 pin conflicts with onnx: no-deps (constraints.txt)
         self.pip(*pinned, '--no-deps', 'mmdeploy>=1.3.1,<1.4')

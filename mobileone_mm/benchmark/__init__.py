@@ -11,21 +11,25 @@
   ``stats``; a plot of latency vs MACs with the paper's top-1: ``plot``;
 * Table 3 (activations) and Table 1b (SE blocks and skip connections) on a
   30-layer conv net: ``ablation``;
-* the driver and the printed report: ``run``;
+* the driver and the printed report: ``driver``;
 * the training step and unfused eval of the branch formulations
   (``--training``): ``training``;
 * int8 ONNX Runtime rows (``--int8``): fused S0-S4 and MobileNetV2
-  quantized and timed side by side with fp32 per thread count: ``int8``.
+  quantized and timed side by side with fp32 per thread count: ``int8``;
+* ncnn rows (``--ncnn``): the same models in PyTorch, ONNX Runtime and ncnn
+  side by side per thread count: ``ncnn``.
 """
 from . import int8, training
 from .ablation import TABLE1B, TABLE3, conv_net30, run_ablation
 from .int8 import INT8_MODELS, INT8_THREADS
-from .run import format_report, run
+from .ncnn import NCNN_MODELS, NCNN_THREADS
+from .driver import format_report, run
 from .stats import GOALS, goals, spearman
 from .workers import measure_models
 from .zoo import PAPER_TOP1, QUICK_MODELS, available_models, build, top1
 
-__all__ = ['GOALS', 'INT8_MODELS', 'INT8_THREADS', 'PAPER_TOP1',
+__all__ = ['GOALS', 'INT8_MODELS', 'INT8_THREADS', 'NCNN_MODELS',
+           'NCNN_THREADS', 'PAPER_TOP1',
            'QUICK_MODELS', 'TABLE1B', 'TABLE3',
            'available_models', 'build', 'conv_net30', 'format_report',
            'goals', 'measure_models', 'run', 'run_ablation', 'spearman',

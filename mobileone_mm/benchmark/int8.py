@@ -1,6 +1,6 @@
 """The int8 rows of the benchmark (``--int8``): fused MobileOne S0-S4 and
 MobileNetV2-1.0 quantized to int8 with ONNX Runtime's static quantization
-(:func:`mobileone_mm.deploy.quantize.quantize_onnx`, the project's own
+(:func:`mobileone_mm.deploy.quantization.onnxruntime_int8.quantize_onnx`, the project's own
 settings), timed against the same model's fp32 ONNX Runtime session with 1
 and 2 intra-op threads.
 
@@ -21,8 +21,8 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy as np
 
 from mobileone_mm.deploy.latency import interleaved_blocks
-from mobileone_mm.deploy.onnx import onnx_runner, onnx_session
-from mobileone_mm.deploy.quantize import (count_quantized_ops, quantize_onnx,
+from mobileone_mm.deploy.backends.onnxruntime import onnx_runner, onnx_session
+from mobileone_mm.deploy.quantization.onnxruntime_int8 import (count_quantized_ops, quantize_onnx,
                                           runtime_ops)
 from mobileone_mm.utils.errors import UserError
 

@@ -17,7 +17,7 @@ GOALS = (
 GOAL_RATIOS = (
     (('mobileone_s0_fused', 'torch'), ('mobilenet_v2_1.0', 'torch')),
     (('mobileone_s0', 'torch'), ('mobileone_s0_fused', 'torch')),
-    (('mobileone_s0_fused', 'torch'), ('mobileone_s0_fused', 'onnx')),
+    (('mobileone_s0_fused', 'torch'), ('mobileone_s0_fused', 'onnxruntime')),
 )
 # The int8 goal: fused S0 in int8 at least 1.5x faster than in fp32, ONNX
 # Runtime on the CPU, with each thread count measured (fp32 time / int8 time).

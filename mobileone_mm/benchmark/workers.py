@@ -19,14 +19,14 @@ import torch.nn as nn
 from mobileone_mm.deploy.complexity import count_macs, count_params
 from mobileone_mm.deploy.latency import (interleaved_blocks, time_runs,
                                          torch_runner)
-from mobileone_mm.deploy.onnx import (export_onnx, onnx_compare, onnx_runner,
+from mobileone_mm.deploy.backends.onnxruntime import (export_onnx, onnx_compare, onnx_runner,
                                       onnx_session)
 from .int8 import (INT8_MODELS, VARIANTS, prepare_int8, session_key,
                    time_int8)
 
 Builder = Callable[[], nn.Module]
 Log = Callable[[str], None]
-BACKENDS = ('torch', 'onnx')
+BACKENDS = ('torch', 'onnxruntime')
 
 
 def onnx_path(work_dir: str, name: str) -> str:
@@ -47,16 +47,16 @@ def prepare(model: nn.Module, input_shape: Sequence[int], work_dir: str,
     torch.manual_seed(0)
     if 'torch' in backends:
         runners['torch'] = torch_runner(model, input_shape)
-    if 'onnx' in backends:
+    if 'onnxruntime' in backends:
         path = export_onnx(model, torch.rand(*input_shape),
                            onnx_path(work_dir, name))
         session = onnx_session(path, threads)
         # random weights: outputs can be large (summed train-time branches),
         # so the diff is also given relative to the largest output
         check = onnx_compare(session, model, torch.rand(*input_shape))
-        row['onnx_max_abs_diff'] = check['max_abs_diff']
-        row['onnx_max_rel_diff'] = check['max_rel_diff']
-        runners['onnx'] = onnx_runner(session, input_shape)
+        row['onnxruntime_max_abs_diff'] = check['max_abs_diff']
+        row['onnxruntime_max_rel_diff'] = check['max_rel_diff']
+        runners['onnxruntime'] = onnx_runner(session, input_shape)
     return row, runners
 
 
@@ -87,7 +87,7 @@ def _serve(conn, build: Builder, input_shape: Sequence[int],
     then, on request, its MACs, ONNX export and ONNX Runtime session, and
     its int8 model with fp32 and int8 sessions per thread count.
     Commands: ``('time', backend, n)`` -> n run times (s), ``backend`` a
-    key of the runners (``'torch'``, ``'onnx'``, ``int8.session_key``);
+    key of the runners (``'torch'``, ``'onnxruntime'``, ``int8.session_key``);
     ``('prepare', name, work_dir, macs)`` -> the report row;
     ``('int8', name, work_dir, threads)`` -> the row's int8 part (after
     'prepare'); ``None``: stop.
@@ -108,7 +108,7 @@ def _serve(conn, build: Builder, input_shape: Sequence[int],
                 runners.update(int8)
             else:
                 answer, onnx = prepare(model, input_shape, msg[2], msg[1],
-                                       backends=('onnx', ), macs=msg[3],
+                                       backends=('onnxruntime', ), macs=msg[3],
                                        threads=threads)
                 runners.update(onnx)
             conn.send((True, answer))
@@ -211,10 +211,10 @@ def _measure_isolated(procs: Dict[str, ModelProcess], runs: int,
         rows[name] = proc.call('prepare', name, work_dir, macs)
         rows[name]['latency_ms']['torch'] = torch_stats[name]
     onnx_stats = _time_backend(
-        {name: p.timer('onnx') for name, p in procs.items()}, 'onnx', runs,
+        {name: p.timer('onnxruntime') for name, p in procs.items()}, 'onnxruntime', runs,
         log)
     for name, stats in onnx_stats.items():
-        rows[name]['latency_ms']['onnx'] = stats
+        rows[name]['latency_ms']['onnxruntime'] = stats
     int8_timers = {}
     for name in _int8_models(procs, int8_threads):
         log(f'quantizing {name} to int8 ...')

@@ -8,7 +8,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
-from mobileone_mm.deploy.reparameterize import reparameterize
+from mobileone_mm.deploy.fusion import reparameterize
 from mobileone_mm.models import LinearClassifier, MobileOne
 
 # ImageNet-1k top-1 (%) from the paper's Table 8 (224x224, no distillation).

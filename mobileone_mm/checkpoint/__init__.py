@@ -3,7 +3,7 @@
 and is imported from ``mobileone_mm.checkpoint.validate``: the backbone reads
 its ``Pretrained`` files with this package, so the package must not import it.
 """
-from .convert import (FORMATS, ConversionError, closest_variant, convert,
+from .formats import (FORMATS, ConversionError, closest_variant, convert,
                       detect_format, load_file, unwrap)
 from .loaders import load_from_http, load_from_local
 from .mismatch import few, mismatch_summary, state_dict_mismatch

@@ -20,7 +20,7 @@ import torch
 from mmengine.dist import get_dist_info
 from mmengine.runner import CheckpointLoader
 
-from .convert import ConversionError, load_file, why_unreadable
+from .formats import ConversionError, load_file, why_unreadable
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)

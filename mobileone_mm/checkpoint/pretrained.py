@@ -15,7 +15,7 @@ from mmengine.runner import CheckpointLoader
 from torch import Tensor
 
 from mobileone_mm.utils.errors import UserError
-from .convert import (ConversionError, closest_variant, convert,
+from .formats import (ConversionError, closest_variant, convert,
                       detect_format, load_file, unwrap)
 from .mismatch import few, mismatch_summary, state_dict_mismatch
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mobileone_mm.models.backbones.mobileone import MobileOne
 from mobileone_mm.version import __version__
-from .convert import (ConversionError, closest_variant, convert,
+from .formats import (ConversionError, closest_variant, convert,
                       detect_format, load_file, unwrap)
 
 

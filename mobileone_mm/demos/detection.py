@@ -1,25 +1,27 @@
 """The README's `make demo`: SSDLite-MobileOne-S0 on synthetic shapes, on CPU.
 
 generate data -> train from scratch -> evaluate -> fuse -> evaluate again
-(same mAP) -> draw predictions -> export the fused detector (ONNX and Core ML,
-checked) -> quantize it to int8 (ONNX Runtime, calibrated on training images)
-and evaluate it on the held-out split -> summary with the measured goal,
-also written to ``WORK_DIR/summary.json``.
+(same mAP) -> draw predictions -> export the
+fused detector (ONNX Runtime, Core ML and ncnn, checked) -> quantize it to
+int8 (ONNX Runtime, calibrated on training images) and evaluate it on the
+held-out split -> evaluate the complete ncnn detector (NMS inside its graph;
+fp32, and fp16 as a phone runs it) on the held-out split -> summary with the
+measured goal, also written to ``WORK_DIR/summary.json``.
 """
 import os
 import os.path as osp
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import cv2
 import torch
 
 from mobileone_mm.datasets import generate_shapes
 from mobileone_mm.deploy import deploy, format_report, reparameterize
-from mobileone_mm.deploy.quant_pipeline import (QuantizeOptions,
+from mobileone_mm.deploy.quantization.pipeline import (QuantizeOptions,
                                                 quantize_config)
-from mobileone_mm.deploy.quant_report import format_quant_report
+from mobileone_mm.deploy.quantization.report import format_quant_report
 from mobileone_mm.utils.paths import config_path
 from .common import (data_options, make_data, prepare_folders,
                      print_timings, save_grid, stage, train_and_evaluate,
@@ -28,7 +30,7 @@ from .common import (data_options, make_data, prepare_folders,
 CONFIG = config_path('detection/ssdlite_mobileone_s0_shapes.py')
 GOAL_MAP = 0.7
 GOAL_MINUTES = 10.0
-STAGES = 7
+STAGES = 8
 
 
 def ensure_data(root: str, num_train: int, num_val: int, seed: int) -> None:
@@ -79,20 +81,77 @@ def quantize_int8(checkpoint: str, work_dir: str, options: dict,
         cfg_options=options, verbose=False)
 
 
+def evaluate_ncnn(checkpoint: str, report: dict, options: dict) -> dict:
+    """The complete ncnn detector the export step wrote (``report``'s
+    ``full_model.ncnn``) on the held-out split: fp32 (reduced precision
+    off), fp16 weights with ncnn's default options (what x86 runs of a
+    phone's setting), and the network in half precision in PyTorch (fp16
+    arithmetic, which this CPU's ncnn does not do), each beside the fused
+    PyTorch model in one pass over the data."""
+    from mobileone_mm.apis import input_shape_from_config, load_config
+    from mobileone_mm.deploy.backends.ncnn import detector_predictor
+    from mobileone_mm.deploy.evaluation import (evaluate, half_predictor,
+                                                torch_predictor)
+    from mobileone_mm.deploy.model_setup import build_for_deploy
+    from mobileone_mm.deploy.postprocess import build_graph
+    cfg = load_config(CONFIG, options)
+    shape = input_shape_from_config(cfg)
+    model, _ = build_for_deploy(cfg, checkpoint, shape, verbose=False)
+    fused = reparameterize(model).eval()
+    graph = build_graph(fused, cfg, shape[-2:])
+    param = report['full_model']['ncnn']['path']
+    metrics = evaluate(cfg, fused, dict(
+        pytorch_fused=torch_predictor(fused),
+        ncnn_fp32=detector_predictor(param, graph),
+        ncnn_fp16_weights=detector_predictor(param, graph, fp16=True),
+        pytorch_fp16=half_predictor(fused)))
+    section = report['full_model']['ncnn']
+    return dict(bbox_mAP={k: m['coco/bbox_mAP'] for k, m in metrics.items()},
+                latency_ms=section['latency_ms']['min'],
+                latency_ms_by_threads={n: s['min'] for n, s in section[
+                    'latency_ms_by_threads'].items()},
+                network_latency_ms=section['network_latency_ms']['min'],
+                postprocess_share=section['postprocess_share'],
+                onnxruntime_latency_ms=report['full_model']['onnxruntime'][
+                    'latency_ms']['min'],
+                path=param)
+
+
+def format_ncnn(ncnn: dict) -> str:
+    m = ncnn['bbox_mAP']
+    return (f'ncnn complete detector, bbox mAP on the held-out split: fp32 '
+            f'{m["ncnn_fp32"]:.3f}, fp16 weights (ncnn defaults on this CPU) '
+            f'{m["ncnn_fp16_weights"]:.3f}; PyTorch fused {m["pytorch_fused"]:.3f}'
+            f', PyTorch fp16 arithmetic {m["pytorch_fp16"]:.3f}\n'
+            f'ncnn latency (min, most threads): complete {ncnn["latency_ms"]:.2f}'
+            f' ms (network alone {ncnn["network_latency_ms"]:.2f} ms: decoding '
+            f'+ NMS {100 * ncnn["postprocess_share"]:.1f} %); ONNX Runtime '
+            f'(decoding, no NMS) {ncnn["onnxruntime_latency_ms"]:.2f} ms')
+
+
 def summary_json(unfused: dict, fused: dict, quant: dict, minutes: float,
-                 yardstick: float) -> dict:
-    """``summary.json``: bbox mAP of PyTorch (unfused), fused and ONNX
-    Runtime int8, ONNX Runtime fp32/int8 latency (min ms), the minutes, the
+                 yardstick: float, ncnn: Optional[dict] = None) -> dict:
+    """``summary.json``: bbox mAP of PyTorch (unfused), fused, ONNX Runtime
+    fp32/int8 and the complete ncnn detector, latency (min ms) of ONNX
+    Runtime fp32/int8 and of the complete ncnn detector, the minutes, the
     yardstick and whether the goal was met."""
     int8_map = (quant['int8'].get('metric') or {}).get('coco/bbox_mAP')
+    ncnn = ncnn or {}
     result = dict(
         bbox_mAP=dict(pytorch=unfused['coco/bbox_mAP'],
                       fused=fused['coco/bbox_mAP'],
                       onnxruntime_fp32=(quant['fp32'].get('metric')
                                         or {}).get('coco/bbox_mAP'),
-                      onnxruntime_int8=int8_map),
+                      onnxruntime_int8=int8_map,
+                      ncnn=(ncnn.get('bbox_mAP') or {}).get('ncnn_fp32'),
+                      ncnn_fp16=(ncnn.get('bbox_mAP') or {}).get(
+                          'ncnn_fp16_weights'),
+                      pytorch_fp16=(ncnn.get('bbox_mAP') or {}).get(
+                          'pytorch_fp16')),
         latency_ms=dict(onnxruntime_fp32=quant['fp32']['latency_ms']['min'],
-                        onnxruntime_int8=quant['int8']['latency_ms']['min']),
+                        onnxruntime_int8=quant['int8']['latency_ms']['min'],
+                        ncnn=ncnn.get('latency_ms'),
+                        ncnn_network=ncnn.get('network_latency_ms')),
         minutes=minutes,
         yardstick_fused_s0_ms=yardstick,
         goal=dict(bbox_mAP=GOAL_MAP, minutes=GOAL_MINUTES),
@@ -111,13 +170,18 @@ def _print_summary(summary: Dict, num_val: int, export_dir: str) -> None:
           f'(fp32 {maps["onnxruntime_fp32"]:.3f})')
     print(f'ONNX Runtime latency (min): fp32 {lat["onnxruntime_fp32"]:.2f} ms,'
           f' int8 {lat["onnxruntime_int8"]:.2f} ms')
+    if maps.get('ncnn') is not None:
+        print(f'ncnn complete detector: bbox mAP {maps["ncnn"]:.3f} (fp16 '
+              f'weights {maps["ncnn_fp16"]:.3f}), latency (min) '
+              f'{lat["ncnn"]:.2f} ms')
     print(f'total {summary["minutes"]:.1f} min; goal mAP >= {GOAL_MAP} in <= '
           f'{GOAL_MINUTES:.0f} min: '
           f'{"met" if summary["goal_met"] else "NOT met"}')
     print(f'checkpoint: {summary["checkpoint"]}\n'
           f'predictions: {summary["picture"]}\n'
           f'export: {export_dir}/ (backbone.onnx, backbone.mlpackage, '
-          f'model.onnx, model.mlpackage, report.json)\n'
+          f'backbone.param, model.onnx, model.mlpackage, model.ncnn.param, '
+          f'report.json)\n'
           f'int8: {summary["int8_dir"]}/ (model_int8.onnx, '
           f'quant_report.json)\n'
           f'summary: {summary["summary_json"]}')
@@ -134,7 +198,7 @@ def run(work_dir: str = 'work_dirs/demo', data_root: str = 'data/shapes',
     timings: Dict[str, float] = {}
     options = coco_options(data_root, seed)
 
-    stage(f'1/6 synthetic shapes data set ({data_root})')
+    stage(f'1/{STAGES} synthetic shapes data set ({data_root})')
     t = time.time()
     ensure_data(data_root, num_train, num_val, seed)
     timings['data'] = time.time() - t
@@ -148,8 +212,8 @@ def run(work_dir: str = 'work_dirs/demo', data_root: str = 'data/shapes',
     images = sorted(os.listdir(val_dir))[:8]
     draw(CONFIG, checkpoint, [osp.join(val_dir, i) for i in images], picture)
 
-    stage(f'6/{STAGES} export the fused detector to ONNX and Core ML '
-          '(tools/deploy.py)')
+    stage(f'6/{STAGES} export the fused detector to ONNX Runtime, Core ML and '
+          'ncnn (tools/deploy.py)')
     t = time.time()
     export_dir = osp.join(work_dir, 'export')
     report = deploy(CONFIG, checkpoint, work_dir=export_dir, runs=export_runs,
@@ -165,8 +229,16 @@ def run(work_dir: str = 'work_dirs/demo', data_root: str = 'data/shapes',
     print(format_quant_report(quant))
     timings['int8'] = time.time() - t
 
+    stage(f'8/{STAGES} ncnn: the complete detector (DetectionOutput inside) '
+          'on the held-out split, fp32 and fp16')
+    t = time.time()
+    ncnn = evaluate_ncnn(checkpoint, report, options)
+    print(format_ncnn(ncnn))
+    timings['ncnn'] = time.time() - t
+
     minutes = (time.time() - start) / 60
-    summary = summary_json(unfused, fused, quant, minutes, yardstick_ms())
+    summary = summary_json(unfused, fused, quant, minutes, yardstick_ms(),
+                           ncnn)
     summary_path = write_summary(summary, work_dir)
     summary.update(map_unfused=unfused['coco/bbox_mAP'],
                    map_fused=fused['coco/bbox_mAP'], checkpoint=checkpoint,

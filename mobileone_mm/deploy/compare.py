@@ -12,11 +12,50 @@ from mobileone_mm.models.backbones.fast_branches import per_branch
 # Allowed max|diff| / max(largest reference output, 1): float32 sums the
 # same products in another order (fused kernels, another runtime).
 RTOL = 1e-4
+# The keys of compare_outputs that a report keeps.
+DIFF_KEYS = ('max_abs_diff', 'max_rel_diff', 'max_abs_output')
+
+
+def flatten(obj) -> List:
+    """The leaves of nested lists, tuples and dicts, in order (``None``
+    dropped): how every backend sees a network's outputs. Works on fx
+    proxies too (no type test on the leaves), so one flattening serves
+    tracing, export and comparison.
+
+    Example:
+        >>> flatten((1, [2, {'a': 3, 'b': None}]))
+        [1, 2, 3]
+    """
+    if isinstance(obj, (list, tuple)):
+        return [leaf for item in obj for leaf in flatten(item)]
+    if isinstance(obj, dict):
+        return [leaf for item in obj.values() for leaf in flatten(item)]
+    return [] if obj is None else [obj]
+
+
+def network_outputs(model: nn.Module, x: torch.Tensor):
+    """The network's raw outputs: OpenMMLab models run with
+    ``mode='tensor'`` (no post-processing), anything else as called."""
+    if hasattr(model, 'data_preprocessor'):
+        return model(x, mode='tensor')
+    return model(x)
+
+
+class FlatOutputs(nn.Module):
+    """Wraps a model so that it returns its raw outputs as one flat tuple
+    (what an ONNX graph, a Core ML program or an ncnn net outputs)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return tuple(flatten(network_outputs(self.model, x)))
 
 
 def forward_tensors(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
-    """Raw network outputs (no post-processing) as a flat list of tensors:
-    OpenMMLab models run with ``mode='tensor'``, backbones return tuples.
+    """Raw network outputs (no post-processing) as a flat list of tensors
+    (:class:`FlatOutputs` without gradients).
 
     Example:
         >>> outs = forward_tensors(nn.Conv2d(3, 4, 1), torch.zeros(1, 3, 2, 2))
@@ -24,24 +63,7 @@ def forward_tensors(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
         [(1, 4, 2, 2)]
     """
     with torch.no_grad():
-        if hasattr(model, 'data_preprocessor'):
-            out = model(x, mode='tensor')
-        else:
-            out = model(x)
-    flat: List[torch.Tensor] = []
-
-    def walk(obj):
-        if isinstance(obj, torch.Tensor):
-            flat.append(obj)
-        elif isinstance(obj, (list, tuple)):
-            for item in obj:
-                walk(item)
-        elif isinstance(obj, dict):
-            for item in obj.values():
-                walk(item)
-
-    walk(out)
-    return flat
+        return flatten(network_outputs(model, x))
 
 
 def compare_outputs(outputs: Sequence, reference: Sequence,

@@ -1,16 +1,19 @@
 """The deploy tool (``tools/deploy.py``) as a Python API.
 
 :func:`deploy` builds a config's model, fuses it with
-:func:`mobileone_mm.reparameterize`, checks fused against unfused, exports the
-backbone (and with ``full_model`` the complete detector or segmentor, image in
-and decoded predictions out, checked against mmdet/mmseg) to a Core ML ML
-program and to ONNX, reads the exported programs' operations,
-checks that the fused backbone is a plain chain, times every backend with the
-paper's protocol (Sec. 3.5) and writes ``report.json``.
+:func:`mobileone_mm.reparameterize`, checks fused against unfused (the
+unfused model run per branch), exports the backbone (and with
+``full_model`` the complete detector or segmentor, image in and decoded
+predictions out, checked against mmdet/mmseg) to every chosen backend,
+reads the exported programs' operations, checks that the fused backbone is
+a plain chain, compares each backend's outputs with PyTorch's, times every
+backend side by side with the paper's protocol (Sec. 3.5) at each thread
+count and writes ``report.json``.
 
-This module only orchestrates: the backends are ``coreml`` and ``onnx``, the
-chain proof ``chain_check``, the model ``model_setup``, the complete model
-``full_model``, the verdicts and the table ``report``.
+This module only orchestrates: it asks the backends by name
+(:mod:`.backends`), the chain proof is ``chain_check``, the model
+``model_setup``, the complete model ``full_model``, the verdicts and the
+table ``report``.
 """
 import copy
 import os
@@ -25,24 +28,23 @@ from mmengine.config import Config
 from mobileone_mm.apis import input_shape_from_config, load_config
 from mobileone_mm.utils.errors import UserError
 from mobileone_mm.utils.machine import machine
+from .backends import BACKEND_NAMES, backend_names, get_backend
+from .backends.coreml import COMPUTE_UNITS, PRECISIONS, TARGETS
 from .chain_check import branch_free, chain_expectation
-from .compare import compare_models
-from .coreml import (COMPUTE_UNITS, PRECISIONS, TARGETS, coreml_compare,
-                     coreml_latency, coreml_ops, export_coreml,
-                     import_coremltools)
+from .compare import DIFF_KEYS, compare_models, compare_outputs, \
+    forward_tensors
 from .full_model import full_model_section
-from .latency import interleaved_latency, torch_runner
+from .fusion import count_unfused, reparameterize
+from .latency import interleaved_latency, torch_runner, torch_threads
 from .model_setup import backbone_of, build_for_deploy, whole_backbone
-from .onnx import (export_onnx, onnx_compare, onnx_latency, onnx_ops,
-                   onnx_session, require_onnx)
 from .report import conclude, write_report
-from .reparameterize import count_unfused, reparameterize
 
 __all__ = ['BACKENDS', 'DeployCheckFailed', 'DeployOptions', 'deploy']
 
-BACKENDS = ('coreml', 'onnx')
-# The keys of compare.compare_outputs that a report keeps.
-_DIFF_KEYS = ('max_abs_diff', 'max_rel_diff', 'max_abs_output')
+#: Every backend, the default of ``--backends``.
+BACKENDS = BACKEND_NAMES
+#: Thread counts every backend is timed with (a phone's big cores: 1-2).
+THREADS = (1, 2)
 
 
 class DeployCheckFailed(RuntimeError):
@@ -60,20 +62,27 @@ class DeployOptions:
     place user options are validated.
 
     Attributes:
-        backends: Any of ``'coreml'``, ``'onnx'``. PyTorch is always timed.
-        runs: Timed runs per backend after one warm-up run (paper: 1000).
+        backends: Any of ``'onnxruntime'``, ``'coreml'``, ``'ncnn'``
+            (``'onnx'``: the old name of ``'onnxruntime'``, with a note).
+            PyTorch is always timed.
+        runs: Timed runs per backend and thread count after one warm-up
+            run (paper: 1000).
         precision: Core ML compute precision, ``'fp32'`` or ``'fp16'``.
         target: Core ML minimum deployment target, ``'iOS15'``..``'iOS18'``.
         compute_units: Core ML compute units for timing on macOS:
             ``'all'``, ``'cpu_and_ne'``, ``'cpu_only'``, ``'cpu_and_gpu'``.
         input_size: ``(H, W)``; default the config's input size.
         full_model: Also export and time the whole model: a detector or
-            segmentor complete with decoding (and NMS or argmax in Core ML,
-            :mod:`.full_model`), a classifier as its network.
+            segmentor complete with decoding (and NMS or argmax where the
+            backend holds them, :mod:`.full_model`), a classifier as its
+            network.
+        threads: The thread counts every backend is timed with, side by
+            side (Core ML chooses its own).
 
     Example:
-        >>> DeployOptions(backends=['ONNX', 'onnx'], runs='5').backends
-        ('onnx',)
+        >>> DeployOptions(backends=['ONNXRUNTIME', 'onnxruntime'],
+        ...               runs='5').backends
+        ('onnxruntime',)
         >>> DeployOptions(precision='int8')  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -86,14 +95,10 @@ class DeployOptions:
     compute_units: str = 'all'
     input_size: Optional[Sequence[int]] = None
     full_model: bool = False
+    threads: Sequence[int] = THREADS
 
     def __post_init__(self) -> None:
-        self.backends = tuple(dict.fromkeys(b.lower() for b in self.backends))
-        bad = [b for b in self.backends if b not in BACKENDS]
-        if bad:
-            raise UserError(f'unsupported backend '
-                            f'{", ".join(map(repr, bad))}: choose from '
-                            f'{" ".join(BACKENDS)}')
+        self.backends = backend_names(self.backends)
         choices = (('precision', PRECISIONS, 'precision', ''),
                    ('target', TARGETS, 'deployment target',
                     ' (ML programs need iOS15+)'),
@@ -106,6 +111,10 @@ class DeployOptions:
         self.runs = int(self.runs)
         if self.runs < 1:
             raise UserError(f'--runs must be >= 1, got {self.runs}')
+        self.threads = tuple(dict.fromkeys(int(t) for t in self.threads))
+        if not self.threads or min(self.threads) < 1:
+            raise UserError(f'--threads takes counts >= 1, got '
+                            f'{self.threads}')
         if self.input_size is not None:
             if len(self.input_size) != 2 or min(self.input_size) < 32:
                 raise UserError(f'--input-size takes H W >= 32, got '
@@ -120,10 +129,8 @@ class DeployOptions:
 
     def require_backends(self) -> None:
         """Stop early, before any work, when a backend's library is missing."""
-        if 'coreml' in self.backends:
-            import_coremltools()
-        if 'onnx' in self.backends:
-            require_onnx()
+        for name in self.backends:
+            get_backend(name).require()
 
 
 def _logger(verbose: bool) -> Callable[[str], None]:
@@ -144,10 +151,12 @@ def _config(config: Union[str, Config],
     return cfg, config.filename or '<Config>'
 
 
-def _chain(section: dict, ops: Dict[str, int], expected: Optional[dict],
-           conv: str, add: str) -> None:
+def _chain(section: dict, backend, expected: Optional[dict]) -> None:
+    """The branch-free verdict of an exported backbone from its op counts."""
     if expected is not None:
-        ok, why = branch_free(ops, expected, conv, add)
+        convs, adds = backend.chain_counts(section['ops'])
+        conv, add = '/'.join(backend.conv_ops), '/'.join(backend.add_ops)
+        ok, why = branch_free({conv: convs, add: adds}, expected, conv, add)
         section.update(branch_free=ok, chain=why)
 
 
@@ -159,71 +168,87 @@ class _Exporter:
     x: torch.Tensor
     log: Callable[[str], None]
 
-    def coreml(self, name: str, fused: nn.Module,
-               expected: Optional[dict]) -> dict:
-        o = self.options
-        path = osp.join(self.work_dir, f'{name}.mlpackage')
-        self.log(f'Core ML: converting the fused {name} ({o.precision}, '
-                 f'{o.target})')
-        export_coreml(fused, self.x, path, o.precision, o.target)
-        section = dict(path=path, precision=o.precision,
-                       minimum_deployment_target=o.target,
-                       ops=coreml_ops(path))
-        _chain(section, section['ops'], expected, 'conv', 'add')
-        check = coreml_compare(path, fused, self.x)
-        section['max_abs_diff'] = None if check is None else \
-            check['max_abs_diff']
-        latency, note = coreml_latency(path, tuple(self.x.shape), o.runs,
-                                       o.compute_units)
-        section.update(latency_ms=latency, compute_units=o.compute_units,
-                       note=note)
+    def network(self, backend, name: str, fused: nn.Module,
+                expected: Optional[dict]) -> dict:
+        """Export ``fused`` to ``backend``, read its ops, prove the chain
+        (``expected``), compare its outputs with PyTorch's where this OS
+        runs it, and the backend's own extra checks."""
+        self.log(f'{backend.title}: exporting the fused {name}')
+        path = backend.export(fused, self.x, osp.join(self.work_dir, name),
+                              self.options)
+        section = dict(path=path, **backend.describe(self.options),
+                       ops=backend.ops(path))
+        _chain(section, backend, expected)
+        why = backend.cannot_run()
+        if why is not None:
+            section.update(max_abs_diff=None, latency_ms=None, note=why)
+            return section
+        check = compare_outputs(backend.run(path, self.x),
+                                forward_tensors(fused.eval(), self.x))
+        section.update({k: check[k] for k in DIFF_KEYS})
+        section.update(backend.checks(path, fused, self.x))
         return section
 
-    def onnx(self, name: str, fused: nn.Module,
-             expected: Optional[dict]) -> dict:
-        path = osp.join(self.work_dir, f'{name}.onnx')
-        self.log(f'ONNX: exporting the fused {name}')
-        export_onnx(fused, self.x, path)
-        session = onnx_session(path)
-        check = onnx_compare(session, fused, self.x)
-        section = dict(path=path, ops=onnx_ops(path),
-                       **{k: check[k] for k in _DIFF_KEYS})
-        _chain(section, section['ops'], expected, 'Conv', 'Add')
-        self.log(f'ONNX Runtime: timing {self.options.runs} runs')
-        section['latency_ms'] = onnx_latency(session, tuple(self.x.shape),
-                                             self.options.runs)
-        return section
-
-    def pytorch(self, fused: nn.Module,
-                unfused: Optional[nn.Module]) -> dict:
-        runs, shape = self.options.runs, tuple(self.x.shape)
-        self.log(f'PyTorch: timing {runs} runs' + (
-            ', unfused and fused' if unfused is not None else ''))
-        # in alternating blocks: the fusion speed-up is a ratio of the two
-        runners = dict(fused=torch_runner(fused, shape))
-        if unfused is not None:
-            runners['unfused'] = torch_runner(unfused, shape)
-        latency = interleaved_latency(runners, runs)
-        return dict(latency_ms=dict(unfused=latency.get('unfused'),
-                                    fused=latency['fused']))
+    def time(self, programs: Dict[str, Tuple[str, str]],
+             torch_models: Dict[str, nn.Module],
+             x: Optional[torch.Tensor] = None) -> Dict[str, Dict]:
+        """Every program (key -> ``(backend name, path)``) and PyTorch model
+        timed side by side with the paper's protocol, in alternating blocks
+        (:func:`~.latency.interleaved_latency`), once per thread count.
+        Returns key -> ``{'latency_ms': stats at the most threads,
+        'latency_ms_by_threads': {threads: stats}}``."""
+        shape = tuple((self.x if x is None else x).shape)
+        runs = self.options.runs
+        by_threads: Dict[str, Dict[str, dict]] = {
+            k: {} for k in (*programs, *torch_models)}
+        for n in self.options.threads:
+            self.log(f'timing {runs} runs each of '
+                     f'{", ".join(by_threads)} with {n} thread(s)')
+            with torch_threads(n):
+                runners = {key: get_backend(b).runner(path, shape, n)
+                           for key, (b, path) in programs.items()}
+                runners.update({key: torch_runner(model, shape)
+                                for key, model in torch_models.items()})
+                for key, stats in interleaved_latency(runners, runs).items():
+                    by_threads[key][str(n)] = stats
+        top = str(max(self.options.threads))
+        return {key: dict(latency_ms=stats[top], latency_ms_by_threads=stats)
+                for key, stats in by_threads.items()}
 
     def target(self, name: str, fused: nn.Module, unfused: Optional[nn.Module],
                expected: Optional[dict] = None) -> dict:
         """Export one network (``backbone`` or ``model``) to every backend,
-        read its ops, compare outputs and time it (``unfused=None``: the
-        model was built fused, there is no train-time model to time)."""
-        backends = self.options.backends
-        return dict(
-            coreml=self.coreml(name, fused, expected)
-            if 'coreml' in backends else None,
-            onnx=self.onnx(name, fused, expected)
-            if 'onnx' in backends else None,
-            torch=self.pytorch(fused, unfused))
+        read its ops, compare outputs and time it next to PyTorch
+        (``unfused=None``: the model was built fused, there is no train-time
+        model to time)."""
+        sections = {b: None for b in BACKENDS}  # None: not chosen
+        sections.update({b: self.network(get_backend(b), name, fused,
+                                         expected)
+                         for b in self.options.backends})
+        programs = {b: (b, sections[b]['path']) for b in self.options.backends
+                    if get_backend(b).cannot_run() is None}
+        models = dict(fused=fused)
+        if unfused is not None:
+            models['unfused'] = unfused
+        timed = self.time(programs, models)
+        for b in programs:
+            sections[b].update(timed[b])
+        sections['torch'] = dict(
+            latency_ms=dict(unfused=timed.get('unfused', {}).get(
+                                'latency_ms'),
+                            fused=timed['fused']['latency_ms']),
+            latency_ms_by_threads={
+                n: dict(unfused=timed.get('unfused', {}).get(
+                            'latency_ms_by_threads', {}).get(n),
+                        fused=stats)
+                for n, stats in timed['fused']['latency_ms_by_threads'].items()
+            })
+        return sections
 
 
 def _fusion(model: nn.Module, fused: nn.Module, x: torch.Tensor) -> dict:
     check = compare_models(fused, model, x)
-    return dict({k: check[k] for k in _DIFF_KEYS},
+    return dict({k: check[k] for k in DIFF_KEYS},
                 unfused_blocks=count_unfused(fused),
                 fused_blocks=len(backbone_of(model).blocks()))
 
@@ -261,7 +286,8 @@ def deploy(config: Union[str, Config],
            target: str = 'iOS15',
            compute_units: str = 'all',
            cfg_options: Optional[dict] = None,
-           verbose: bool = True) -> dict:
+           verbose: bool = True,
+           threads: Sequence[int] = THREADS) -> dict:
     """Fuse, export, check and time a config's model; see the module doc.
 
     Args:
@@ -272,7 +298,8 @@ def deploy(config: Union[str, Config],
             estimated from random inputs.
         work_dir: Output folder (default ``work_dirs/deploy/<config>``).
         backends, runs, input_size, full_model, precision, target,
-            compute_units: What to export and how (:class:`DeployOptions`).
+            compute_units, threads: What to export and how
+            (:class:`DeployOptions`).
         cfg_options: Overrides merged into the config.
         verbose: Print progress to stdout and warnings to stderr.
 
@@ -283,11 +310,12 @@ def deploy(config: Union[str, Config],
         UserError: Bad input (unknown config, unreadable checkpoint or one
             of another variant, unsupported backend/precision/target).
         DeployCheckFailed: Branches remain in the exported backbone, or
-            fused/ONNX outputs differ from PyTorch beyond ``compare.RTOL``;
+            a backend's outputs differ from PyTorch beyond
+            ``compare.RTOL``;
             the report is written first.
     """
     options = DeployOptions(backends, runs, precision, target, compute_units,
-                            input_size, full_model)
+                            input_size, full_model, threads)
     cfg, config_name = _config(config, cfg_options)
     options.require_backends()
     shape = options.input_shape(cfg)

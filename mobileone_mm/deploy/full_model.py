@@ -1,19 +1,21 @@
 """The complete model of ``tools/deploy.py --full-model`` for detectors and
-segmentors: export (Core ML :mod:`.coreml_full`, ONNX), the checks of its
-decoding against mmdet's and mmseg's own predictions, and the record of
-what was verified on this OS.
+segmentors: each backend's complete model (``Backend.complete``: Core ML
+with its NMS pipeline, ONNX Runtime without NMS, ncnn with its
+``DetectionOutput``), the checks of its predictions against mmdet's and
+mmseg's own, and the record of what was verified on this OS.
 
-The checks run the graph (:mod:`.postprocess`) in PyTorch and in ONNX
-Runtime on one fixed image and compare with mmdet's ``predict_by_feat`` /
-``predict`` (or mmseg's ``predict``) on the same fused model and image; the
-Core ML package is read back (any OS), and run only on macOS.
+The checks run the graph (:mod:`.postprocess`) in PyTorch and every backend
+that runs here on one fixed image and compare with mmdet's
+``predict_by_feat`` / ``predict`` (or mmseg's ``predict``) on the same fused
+model and image; the Core ML package is read back (any OS), and run only on
+macOS.
 """
 import copy
 import dataclasses
-import os.path as osp
 import platform
 from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmdet.models.utils import filter_scores_and_topk
@@ -21,17 +23,18 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config, ConfigDict
 from mmengine.structures import InstanceData
 
-from .coreml_full import (check_package, coreml_compare_full,
-                          coreml_latency_full, export_complete)
-from .onnx import onnx_run, onnx_session
+from .backends import BACKEND_NAMES, get_backend
+from .compare import RTOL
 from .postprocess import (DetectorGraph, Normalization, SegmentorGraph,
                           build_graph, class_names, task_of)
 
 # float32 pixel boxes through normalized centre/size and back: ~1e-5 px off.
 BOX_ATOL = 1e-3
 SCORE_ATOL = 1e-5
-# Share of class-map pixels another runtime may flip (near-tied logits).
-RUNTIME_PIXELS = 1e-3
+# Another runtime's detections, paired as sets: boxes within this share of
+# the input's larger side, scores within SET_SCORE_ATOL.
+SET_BOX_SHARE = 1e-3
+SET_SCORE_ATOL = 1e-4
 
 
 def check_image(input_hw: Sequence[int], seed: int = 0) -> torch.Tensor:
@@ -110,10 +113,11 @@ def _pairing(ours: InstanceData, ref: InstanceData) -> Optional[torch.Tensor]:
 
 
 def compare_detections(ours: InstanceData, ref: InstanceData,
-                       ordered: bool = True) -> dict:
+                       ordered: bool = True, box_atol: float = BOX_ATOL,
+                       score_atol: float = SCORE_ATOL) -> dict:
     """Two detection lists, in order (``ordered``) or paired by label and
     nearest box: counts, labels, max box and score differences, and ``ok``
-    (all within ``BOX_ATOL`` / ``SCORE_ATOL``)."""
+    (all within ``box_atol`` px / ``score_atol``)."""
     out = dict(detections=len(ours), reference_detections=len(ref),
                labels_equal=False, max_abs_box_diff=None,
                max_abs_score_diff=None, ok=False)
@@ -129,7 +133,7 @@ def compare_detections(ours: InstanceData, ref: InstanceData,
     labels = bool(torch.equal(ours.labels[pick], ref.labels))
     return dict(out, labels_equal=labels, max_abs_box_diff=box,
                 max_abs_score_diff=score,
-                ok=labels and box <= BOX_ATOL and score <= SCORE_ATOL)
+                ok=labels and box <= box_atol and score <= score_atol)
 
 
 def check_detector(model: nn.Module, graph: DetectorGraph, cfg: Config,
@@ -174,62 +178,78 @@ def mmseg_class_map(model: nn.Module, image: torch.Tensor,
 def check_segmentor(model: nn.Module, graph: SegmentorGraph, cfg: Config,
                     image: torch.Tensor, class_map=None) -> dict:
     """The graph's class map against mmseg's, pixel for pixel: the graph in
-    PyTorch must match exactly; another runtime's ``class_map`` (ONNX
-    Runtime's) may differ in ``RUNTIME_PIXELS`` of the pixels, where logits
-    of two classes are tied to float32 rounding."""
-    allowed = 0. if class_map is None else RUNTIME_PIXELS
+    PyTorch must match exactly; another runtime's ``class_map`` must match
+    wherever PyTorch's two best logits are further apart than float
+    rounding (``RTOL`` x the largest logit), and may pick either class
+    where they are tied that closely."""
+    runtime = class_map is not None
     if class_map is None:
         with torch.no_grad():
             class_map = graph(image)
     ref = mmseg_class_map(model, image, cfg)
-    ours = torch.as_tensor(class_map).to(ref.dtype).reshape(ref.shape)
-    differ = int((ours != ref).sum())
-    return dict(pixels=int(ref.numel()), differing_pixels=differ,
-                classes_present=int(ref.unique().numel()),
-                ok=differ <= allowed * ref.numel())
+    ours = torch.as_tensor(np.asarray(class_map)).round().to(
+        ref.dtype).reshape(ref.shape)
+    differ = ours != ref
+    out = dict(pixels=int(ref.numel()), differing_pixels=int(differ.sum()),
+               classes_present=int(ref.unique().numel()))
+    if not runtime:
+        return dict(out, ok=not bool(differ.any()))
+    with torch.no_grad():
+        logits = graph.logits(image)[0]
+    top2 = logits.topk(2, dim=0).values
+    tied = (top2[0] - top2[1]) <= RTOL * max(float(logits.abs().max()), 1.)
+    return dict(out, near_tied_pixels=int(tied.sum()),
+                differing_outside_ties=int((differ & ~tied).sum()),
+                ok=not bool((differ & ~tied).any()))
 
 
-def _coreml(exporter, graph: nn.Module, image: torch.Tensor,
-            labels: Sequence[str]) -> dict:
-    """Export the complete Core ML model, read it back and check it; on
-    macOS also run and time it."""
-    o = exporter.options
-    path = osp.join(exporter.work_dir, 'model.mlpackage')
-    kind = type(graph).__name__[:-len('Graph')].lower()
-    exporter.log(f'Core ML: converting the complete {kind} ({o.precision}, '
-                 f'{o.target})')
-    export_complete(graph, image, path, labels, o.precision, o.target)
-    section = dict(path=path, precision=o.precision,
-                   minimum_deployment_target=o.target,
-                   **check_package(path, graph, image, labels, o.precision))
-    section['macos_check'] = coreml_compare_full(path, graph, image,
-                                                 o.precision, o.compute_units)
-    latency, note = coreml_latency_full(path, graph, image, o.runs,
-                                        o.compute_units)
-    section.update(latency_ms=latency, compute_units=o.compute_units,
-                   note=note)
-    return section
-
-
-def _references(fused: nn.Module, graph: nn.Module, cfg: Config,
-                image: torch.Tensor, onnx_path: Optional[str]) -> dict:
-    """The graph's predictions in PyTorch and ONNX Runtime against mmdet's
-    or mmseg's on the same fused model and image."""
-    detector = isinstance(graph, DetectorGraph)
-    check = check_detector if detector else check_segmentor
-    out = dict(pytorch=check(fused, graph, cfg, image))
-    if onnx_path is not None:
-        outs = onnx_run(onnx_session(onnx_path), image.numpy())
-        out['onnxruntime'] = check(fused, graph, cfg, image,
-                                   outs if detector else outs[0])
+def check_detections(model: nn.Module, graph: DetectorGraph, cfg: Config,
+                     image: torch.Tensor, found: dict) -> dict:
+    """A runtime's final detections (labels, scores, boxes in input pixels,
+    NMS done inside its graph) against mmdet's ``predict`` at the config's
+    ``test_cfg``, paired as sets. A graph without mmdet's per-level
+    ``nms_pre`` is compared with mmdet run without it where it binds on
+    this image (said in ``nms_pre``)."""
+    head = graph.detector.bbox_head
+    cfg_test = dict(head.test_cfg)
+    with torch.no_grad():
+        confidence, _ = graph(image)
+    thr, pre = cfg_test.get('score_thr', 0.), cfg_test.get('nms_pre', -1)
+    binds = pre > 0 and any(int((c > thr).sum()) > pre
+                            for c in confidence.split(graph.level_sizes))
+    variant = dict(cfg_test, nms_pre=confidence.numel()) if binds else None
+    ref = mmdet_predictions(model, image, cfg, variant)
+    ours = InstanceData(
+        bboxes=torch.as_tensor(found['bboxes'], dtype=torch.float32),
+        scores=torch.as_tensor(found['scores'], dtype=torch.float32),
+        labels=torch.as_tensor(found['labels'], dtype=torch.long))
+    out = compare_detections(ours, ref, ordered=False,
+                             box_atol=SET_BOX_SHARE * max(graph.input_hw),
+                             score_atol=SET_SCORE_ATOL)
+    out['nms_pre'] = ('binds on this image: mmdet run without it'
+                      if binds else 'does not bind on this image')
     return out
+
+
+def _reference(fused: nn.Module, graph: nn.Module, cfg: Config,
+               image: torch.Tensor, predictions) -> dict:
+    """One runtime's predictions (``(kind, value)`` from a backend's
+    complete model) against mmdet's or mmseg's."""
+    kind, value = predictions
+    if kind == 'scores_boxes':
+        return check_detector(fused, graph, cfg, image, value)
+    if kind == 'detections':
+        return dict(post_nms=check_detections(fused, graph, cfg, image,
+                                              value))
+    return check_segmentor(fused, graph, cfg, image, value)
 
 
 def full_model_section(exporter, cfg: Config, model: nn.Module,
                        fused: nn.Module, prefused: bool) -> dict:
-    """The report's ``full_model``: a complete detector or segmentor
-    (``exporter``: the deploy tool's exporter, whose ``x`` sets the input
-    size), or for a classifier the network without post-processing."""
+    """The report's ``full_model``: a complete detector or segmentor in
+    every backend that holds one (``exporter``: the deploy tool's exporter,
+    whose ``x`` sets the input size), or for a classifier the network
+    without post-processing."""
     unfused = None if prefused else model
     if task_of(model) == 'classification':
         return exporter.target('model', fused, unfused)
@@ -238,23 +258,52 @@ def full_model_section(exporter, cfg: Config, model: nn.Module,
     image = check_image(hw)
     ex = dataclasses.replace(exporter, x=image)
     labels = class_names(cfg, graph.num_classes)
-    backends = exporter.options.backends
     section = dict(task=task_of(model), classes=labels,
                    input=dict(height=hw[0], width=hw[1],
                               **dataclasses.asdict(graph.norm)),
                    check_image=f'random pixels 0..255 (seed 0), '
                                f'{hw[0]}x{hw[1]}')
-    section['coreml'] = _coreml(ex, graph, image, labels) \
-        if 'coreml' in backends else None
-    section['onnx'] = ex.onnx('model', graph, None) \
-        if 'onnx' in backends else None
-    section['torch'] = ex.pytorch(
-        graph, None if unfused is None else build_graph(unfused, cfg, hw))
-    exporter.log('checking the decoding against '
+    predictions, programs = {}, {}
+    section.update({name: None for name in BACKEND_NAMES})  # not chosen
+    for name in exporter.options.backends:
+        backend = get_backend(name)
+        sub = backend.complete(ex, graph, image, labels)
+        section[name] = sub
+        if sub is None:
+            continue
+        if 'predictions' in sub:
+            predictions[name] = sub.pop('predictions')
+        if backend.cannot_run() is None:
+            programs[name] = (name, sub['path'])
+            if sub.get('network_path'):
+                programs[f'{name}_network'] = (name, sub['network_path'])
+    models = dict(fused=graph)
+    if unfused is not None:
+        models['unfused'] = build_graph(unfused, cfg, hw)
+    timed = ex.time(programs, models, image)
+    for key in programs:
+        if key in section:
+            section[key].update(timed[key])
+    for name in predictions:
+        net = timed.get(f'{name}_network')
+        if net:
+            whole, alone = section[name]['latency_ms']['min'], \
+                net['latency_ms']['min']
+            section[name].update(
+                network_latency_ms=net['latency_ms'],
+                network_latency_ms_by_threads=net['latency_ms_by_threads'],
+                postprocess_share=(whole - alone) / alone)
+    section['torch'] = dict(
+        latency_ms=dict(unfused=timed.get('unfused', {}).get('latency_ms'),
+                        fused=timed['fused']['latency_ms']))
+    exporter.log('checking the predictions against '
                  + ('mmdet' if task_of(model) == 'detection' else 'mmseg'))
-    section['reference'] = _references(
-        fused, graph, cfg, image,
-        section['onnx']['path'] if section['onnx'] else None)
+    check = check_detector if isinstance(graph, DetectorGraph) \
+        else check_segmentor
+    section['reference'] = dict(pytorch=check(fused, graph, cfg, image))
+    for name, pred in predictions.items():
+        section['reference'][name] = _reference(fused, graph, cfg, image,
+                                                pred)
     section.update(verification(section))
     return section
 
@@ -298,7 +347,9 @@ def _package_line(c: dict, system: str) -> str:
 def _reference_lines(task: str, name: str, r: dict) -> List[str]:
     if task != 'detection':
         exact = 'pixel for pixel' if not r['differing_pixels'] else \
-            f'but for {r["differing_pixels"]} pixels (near-tied logits)'
+            f'but for {r["differing_pixels"]} of the ' \
+            f'{r["near_tied_pixels"]} pixels whose two best logits are ' \
+            f'tied to float rounding'
         return [f'{name}: the class map equals mmseg\'s predict {exact} '
                 f'({r["pixels"]} pixels, {r["classes_present"]} classes '
                 f'present)'] if r['ok'] else []
@@ -315,6 +366,13 @@ def _reference_lines(task: str, name: str, r: dict) -> List[str]:
     counts = f'{r["post_nms"]["detections"]} detections at the config\'s ' \
         f'test_cfg' + (f', {r["post_nms_all_scores"]["detections"]} at '
                        f'score_thr 0' if 'post_nms_all_scores' in r else '')
+    if 'nms_pre' in r['post_nms']:  # NMS inside the runtime's graph
+        p = r['post_nms']
+        return lines + [f'{name}: its detections (NMS inside the graph) '
+                        f'equal mmdet\'s predict as a set: {counts} (max '
+                        f'|box diff| {p["max_abs_box_diff"]:.2g} px, max '
+                        f'|score diff| {p["max_abs_score_diff"]:.2g}; '
+                        f'nms_pre {p["nms_pre"]})']
     return lines + [f'{name}: the outputs through mmdet\'s post-processing '
                     f'(per-level score_thr and nms_pre, mmcv batched_nms per '
                     f'class, max_per_img) equal mmdet\'s predict: {counts}']
@@ -326,11 +384,11 @@ def verification(section: dict) -> dict:
     where the Core ML model differs from mmdet by design."""
     system = platform.system()
     verified: List[str] = []
-    for key, name in (('pytorch', 'PyTorch'), ('onnxruntime', 'ONNX Runtime')):
-        if key in section['reference']:
-            verified += _reference_lines(section['task'], f'{name} on {system}',
-                                         section['reference'][key])
-    c, not_verified = section['coreml'], []
+    for key, checks in section['reference'].items():
+        name = 'PyTorch' if key == 'pytorch' else get_backend(key).title
+        verified += _reference_lines(section['task'], f'{name} on {system}',
+                                     checks)
+    c, not_verified = section.get('coreml'), []
     if c and c['ok']:
         verified.append(_package_line(c, system))
     if c and c['macos_check'] is not None:
@@ -341,6 +399,12 @@ def verification(section: dict) -> dict:
                             + (' (its NMS included)' if c['nms'] else '')
                             + f' and latency: Core ML predicts only on '
                             f'macOS; this is {system}')
+    differences = []
+    if section['task'] == 'detection':
+        for name in section['reference']:
+            if name != 'pytorch':
+                differences += get_backend(name).differences
+        if c:
+            differences += DETECTOR_DIFFERENCES
     return dict(verified=verified, not_verified=not_verified,
-                differences=DETECTOR_DIFFERENCES
-                if section['task'] == 'detection' else [])
+                differences=differences)

@@ -1,5 +1,6 @@
 """Latency with the paper's protocol (Sec. 3.5): load, preallocate the
 input, run once, then N timed runs; the minimum is the paper's figure."""
+import contextlib
 import functools
 import time
 from typing import Callable, Dict, Hashable, List, Sequence
@@ -63,6 +64,19 @@ def interleaved_latency(runners: Dict[Hashable, Callable[[], object]],
     return interleaved_blocks(
         {key: functools.partial(time_runs, run)
          for key, run in runners.items()}, runs, rounds)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """PyTorch's intra-op threads set to ``n`` for the block, then put back
+    (``n=0``: left as they are)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def torch_runner(model: nn.Module,

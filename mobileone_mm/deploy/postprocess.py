@@ -1,6 +1,6 @@
 """The whole detector or segmentor as one traceable torch graph, image in,
 decoded predictions out: what the complete Core ML model runs
-(:mod:`mobileone_mm.deploy.coreml_full`), and what ONNX Runtime and PyTorch
+(:mod:`mobileone_mm.deploy.backends.coreml_full`), and what ONNX Runtime and PyTorch
 run to check it against mmdet's and mmseg's own predictions on Linux.
 
 - :class:`DetectorGraph`: normalization, the fused network, mmdet's anchors
@@ -133,18 +133,19 @@ class DetectorGraph(nn.Module):
 
     def decode(self, deltas: torch.Tensor) -> torch.Tensor:
         """mmdet's ``delta2bbox`` (anchors ``xyxy`` -> boxes ``xyxy`` in
-        pixels, clipped to the input), written out of place: its in-place
+        pixels, clipped to the input; ``deltas`` ``(N, 4)`` or with leading
+        axes, ``(1, N, 4)``), written out of place: its in-place
         ``clamp_`` on strided slices is not safe to convert to Core ML, and
         its result is checked to equal ``bbox_coder.decode``."""
         d = deltas * self.stds + self.means
-        xy = self.prior_xy + self.prior_wh * d[:, :2]
-        wh = self.prior_wh * d[:, 2:].clamp(-self.max_ratio,
-                                            self.max_ratio).exp()
+        xy = self.prior_xy + self.prior_wh * d[..., :2]
+        wh = self.prior_wh * d[..., 2:].clamp(-self.max_ratio,
+                                              self.max_ratio).exp()
         x1y1, x2y2 = xy - wh * 0.5, xy + wh * 0.5
         if self.clip:
             x1y1 = torch.minimum(x1y1.clamp(min=0), self.size)
             x2y2 = torch.minimum(x2y2.clamp(min=0), self.size)
-        return torch.cat([x1y1, x2y2], dim=1)
+        return torch.cat([x1y1, x2y2], dim=-1)
 
     def forward(self, image: torch.Tensor):
         cls_scores, bbox_preds = self._raw(image)
@@ -182,12 +183,15 @@ class SegmentorGraph(nn.Module):
         self.align_corners = bool(segmentor.align_corners)
         self.num_classes = segmentor.decode_head.out_channels
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """The class logits resized to the input, ``(1, C, H, W)``."""
         feats = self.segmentor.extract_feat(self.normalize(image))
-        logits = F.interpolate(self.segmentor.decode_head(feats),
-                               size=self.input_hw, mode='bilinear',
-                               align_corners=self.align_corners)
-        return logits.argmax(dim=1)[0]
+        return F.interpolate(self.segmentor.decode_head(feats),
+                             size=self.input_hw, mode='bilinear',
+                             align_corners=self.align_corners)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.logits(image).argmax(dim=1)[0]
 
 
 def task_of(model: nn.Module) -> str:

@@ -2,16 +2,18 @@
 table.
 
 A report is a plain dict (see :func:`mobileone_mm.deploy.deploy`): the
-backbone's sections ``fusion``, ``coreml``, ``onnx``, ``torch`` at the top,
-the same for the whole model under ``full_model`` (for a detector or
-segmentor with its decoding checks and what was verified on this OS:
-:mod:`mobileone_mm.deploy.full_model`).
+backbone's sections ``fusion``, one per backend by its name
+(``onnxruntime``, ``coreml``, ``ncnn``; ``None`` where not chosen) and
+``torch`` at the top, the same for the whole model under ``full_model`` (for
+a detector or segmentor with its decoding checks and what was verified on
+this OS: :mod:`mobileone_mm.deploy.full_model`).
 """
 import json
 import os
 import os.path as osp
 from typing import List, Optional
 
+from .backends import get_backend
 from .compare import RTOL
 
 
@@ -48,12 +50,16 @@ def _failures(report: dict) -> List[str]:
                        f'{section["chain"]}')
     for name, section in (('backbone', report),
                           ('full model', report.get('full_model') or {})):
-        onnx = section.get('onnx')
-        # a class map is compared with mmseg's instead (complete_failures)
-        if onnx and section.get('task') != 'segmentation' and _too_far(onnx):
-            out.append(f'ONNX Runtime vs PyTorch ({name}): max|diff| '
-                       f'{onnx["max_abs_diff"]:.3g}, largest output '
-                       f'{onnx["max_abs_output"]:.3g} ({allowed})')
+        if section.get('task') == 'segmentation':
+            continue  # a class map is compared with mmseg's instead
+        for backend in report['backends']:
+            sub = section.get(backend) or {}
+            if sub.get('max_abs_diff') is not None and \
+                    'max_abs_output' in sub and _too_far(sub):
+                out.append(f'{get_backend(backend).title} vs PyTorch '
+                           f'({name}): max|diff| {sub["max_abs_diff"]:.3g}, '
+                           f'largest output {sub["max_abs_output"]:.3g} '
+                           f'({allowed})')
     return out + _complete_failures(report.get('full_model') or {})
 
 
@@ -83,7 +89,8 @@ def conclude(report: dict) -> dict:
     ``checks_passed``."""
     failures = _failures(report)
     report['branch_free'] = report['fusion']['unfused_blocks'] == 0 and all(
-        report[b].get('branch_free', True) for b in report['backends'])
+        (report.get(b) or {}).get('branch_free', True)
+        for b in report['backends'])
     report['checks_passed'] = not failures
     report['failures'] = failures
     return report
@@ -116,41 +123,62 @@ def _verdict(section: dict) -> str:
     return f'{verdict}: {section["chain"]}'
 
 
-def _checks_lines(name: str, coreml: Optional[dict],
-                  onnx: Optional[dict]) -> List[str]:
+def _checks_lines(name: str, section: dict, backends) -> List[str]:
     lines = []
-    if coreml:
-        ops = ', '.join(f'{k} {v}' for k, v in coreml['ops'].items()
-                        if k != 'const')
-        lines.append(f'{name} Core ML ops: {ops}')
-        if 'chain' in coreml:
-            lines.append(f'  {_verdict(coreml)}')
-    if onnx:
-        lines.append(f'{name} ONNX: max|ORT - PyTorch| = '
-                     f'{onnx["max_abs_diff"]:.3g} (relative '
-                     f'{onnx["max_rel_diff"]:.2g})')
-        if 'chain' in onnx:
-            lines.append(f'  {_verdict(onnx)}')
+    for backend in backends:
+        sub, title = section.get(backend), get_backend(backend).title
+        if not sub:
+            continue
+        if sub.get('max_abs_diff') is None and 'ops' in sub:
+            ops = ', '.join(f'{k} {v}' for k, v in sub['ops'].items()
+                            if k != 'const')
+            lines.append(f'{name} {title} ops: {ops}')
+        elif sub.get('max_abs_diff') is not None:
+            lines.append(f'{name} {title}: max|{title} - PyTorch| = '
+                         f'{sub["max_abs_diff"]:.3g} (relative '
+                         f'{sub.get("max_rel_diff", 0.):.2g})')
+        if sub.get('fp16'):
+            lines.append(f'  fp16 weights, default options: max|diff| '
+                         f'{sub["fp16"]["max_abs_diff"]:.3g} (relative '
+                         f'{sub["fp16"]["max_rel_diff"]:.2g})')
+        if 'chain' in sub:
+            lines.append(f'  {_verdict(sub)}')
+        if sub.get('postprocess_share') is not None:
+            lines.append(f'  decoding + NMS inside the graph: '
+                         f'{100 * sub["postprocess_share"]:.1f} % of the '
+                         f'network\'s time')
     return lines
 
 
-def _latency_lines(name: str, section: dict) -> List[str]:
-    coreml, onnx = section.get('coreml'), section.get('onnx')
-    rows = []
-    if coreml:
-        rows.append((f'Core ML ({coreml["compute_units"]})',
-                     coreml['latency_ms']))
-    if onnx:
-        rows.append(('ONNX Runtime (fused)', onnx['latency_ms']))
-    torch_ms = section['torch']['latency_ms']
-    rows += [('PyTorch (unfused)', torch_ms['unfused']),
-             ('PyTorch (fused)', torch_ms['fused'])]
-    lines = [f'{name + " latency (ms)":<26}{"min":>9} {"median":>8} '
+def _latency_lines(name: str, section: dict, backends) -> List[str]:
+    rows, notes = [], []
+    threads = sorted(section['torch'].get('latency_ms_by_threads') or {},
+                     key=int)
+    for backend in backends:
+        sub = section.get(backend)
+        if not sub:
+            continue
+        label = get_backend(backend).title
+        if sub.get('compute_units'):
+            label += f' ({sub["compute_units"]})'
+        rows.append((label, sub.get('latency_ms_by_threads') or {},
+                     sub.get('latency_ms')))
+        if sub.get('latency_ms') is None and sub.get('note'):
+            notes.append(f'  note: {sub["note"]}')
+    torch_ms = section['torch']
+    by = torch_ms.get('latency_ms_by_threads') or {}
+    for kind in ('unfused', 'fused'):
+        rows.append((f'PyTorch ({kind})',
+                     {n: (v or {}).get(kind) for n, v in by.items()},
+                     torch_ms['latency_ms'][kind]))
+    cols = ''.join(f'{f"{n} thr min":>12}' for n in threads)
+    lines = [f'{name + " latency (ms)":<26}{cols}{"min":>9} {"median":>8} '
              f'{"p90":>8}']
-    lines += [f'  {label:<24}{_fmt(stats)}' for label, stats in rows]
-    if coreml and coreml['latency_ms'] is None:
-        lines.append(f'  note: {coreml["note"]}')
-    return lines
+    for label, per, stats in rows:
+        cells = ''.join(f'{per[n]["min"]:12.2f}' if per.get(n) else
+                        f'{"-":>12}' for n in threads)
+        lines.append(f'  {label:<24}{cells}{_fmt(stats)}')
+    return lines + notes
 
 
 def format_report(report: dict) -> str:
@@ -166,14 +194,14 @@ def format_report(report: dict) -> str:
     for name, section in (('backbone', report),
                           ('model', report.get('full_model'))):
         if section:
-            lines += _checks_lines(name, section.get('coreml'),
-                                   section.get('onnx'))
-            lines += _latency_lines(name, section)
+            lines += _checks_lines(name, section, report['backends'])
+            lines += _latency_lines(name, section, report['backends'])
             lines += [f'  {kind.replace("_", " ")}: {line}'
                       for kind in ('verified', 'not_verified')
                       for line in section.get(kind, ())]
     runs = report['torch']['latency_ms']['fused']['runs']
-    lines.append(f'{runs} runs after 1 warm-up (paper Sec. 3.5: the minimum '
-                 f'is the reported figure); report: '
+    lines.append(f'{runs} runs after 1 warm-up per thread count, backends '
+                 f'interleaved (paper Sec. 3.5: the minimum is the reported '
+                 f'figure; min/median/p90 at the most threads); report: '
                  f'{report.get("report_path")}')
     return '\n'.join(lines)

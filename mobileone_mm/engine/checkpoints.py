@@ -13,7 +13,7 @@ from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from mobileone_mm.checkpoint.convert import ConversionError, load_file
+from mobileone_mm.checkpoint.formats import ConversionError, load_file
 from mobileone_mm.registry import HOOKS
 from mobileone_mm.utils.errors import UserError
 

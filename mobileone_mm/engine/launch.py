@@ -21,12 +21,19 @@ from .data_check import MissingDataError, check_data
 from .load_check import Shapes, check_fit, unfused_config, weight_shapes
 
 
-def add_common_args(parser) -> None:
-    """Options tools/train.py and tools/test.py share (as mmdet's do)."""
-    parser.add_argument('--work-dir', help='where to save logs, checkpoints '
-                        'and evaluation results')
+def add_output_args(parser, work_dir_help: str = 'where to save logs, '
+                    'checkpoints and evaluation results',
+                    work_dir_required: bool = False) -> None:
+    """``--work-dir`` and ``--cfg-options``, as every tool spells them."""
+    parser.add_argument('--work-dir', required=work_dir_required,
+                        help=work_dir_help)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
+
+
+def add_common_args(parser) -> None:
+    """Options tools/train.py and tools/test.py share (as mmdet's do)."""
+    add_output_args(parser)
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

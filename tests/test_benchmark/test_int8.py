@@ -77,7 +77,7 @@ def test_in_process_int8_rows_are_int8_where_onnxruntime_runs_them(tmp_path):
 
 def test_int8_sessions_compute_the_model(tmp_path):
     torch.manual_seed(0)
-    workers.prepare(tiny_net(), SHAPE, str(tmp_path), 'm', backends=('onnx', ),
+    workers.prepare(tiny_net(), SHAPE, str(tmp_path), 'm', backends=('onnxruntime', ),
                     macs=False)
     info, runners = int8.prepare_int8(workers.onnx_path(str(tmp_path), 'm'),
                                       SHAPE, threads=(1, ))

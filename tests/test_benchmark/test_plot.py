@@ -18,7 +18,7 @@ def test_plot_skips_models_without_the_backend(tmp_path):
         return dict(macs=macs, latency_ms={backend: dict(min=ms, median=ms)})
 
     results = {'mobileone_s0': row(40., 1.1e9), 'mobileone_s0_fused': row(8., 2.8e8),
-               'mobilenet_v2_1.0': row(15., 3.1e8), 'onnx_only': row(1., 1e6, 'onnx')}
+               'mobilenet_v2_1.0': row(15., 3.1e8), 'onnx_only': row(1., 1e6, 'onnxruntime')}
     path = plot.plot(results, str(tmp_path / 'p.png'))
     assert path == str(tmp_path / 'p.png')
     assert (tmp_path / 'p.png').read_bytes()[:8] == PNG

@@ -8,7 +8,7 @@ def row(torch_ms, onnx_ms=None):
     """A report row with the given minimum latencies (medians: twice)."""
     lat = {'torch': {'min': torch_ms, 'median': 2 * torch_ms}}
     if onnx_ms is not None:
-        lat['onnx'] = {'min': onnx_ms, 'median': 2 * onnx_ms}
+        lat['onnxruntime'] = {'min': onnx_ms, 'median': 2 * onnx_ms}
     return {'latency_ms': lat}
 
 
@@ -54,5 +54,5 @@ def test_spearman_ranks_latency_against_macs_and_params():
     assert out['params']['corr'] == pytest.approx(-1.)
     assert 0 <= out['macs']['p_value'] < 0.05
     # a backend measured for fewer than 3 models gives no correlation
-    assert stats.spearman(results, 'onnx') == dict(models=0,
+    assert stats.spearman(results, 'onnxruntime') == dict(models=0,
                                                    note='needs at least 3 models')

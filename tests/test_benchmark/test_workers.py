@@ -25,30 +25,30 @@ def test_prepare_gives_the_row_and_a_runner_per_backend(tmp_path):
     row, runners = workers.prepare(model, SHAPE, str(tmp_path), 'tiny')
     assert row['params'] == count_params(model)
     assert row['macs'] == count_macs(model, SHAPE) > 0
-    assert row['onnx_max_rel_diff'] < 1e-5 and row['latency_ms'] == {}
+    assert row['onnxruntime_max_rel_diff'] < 1e-5 and row['latency_ms'] == {}
     assert (tmp_path / 'tiny.onnx').is_file()
-    assert set(runners) == {'torch', 'onnx'}
+    assert set(runners) == {'torch', 'onnxruntime'}
     for run in runners.values():
         run()
     row, runners = workers.prepare(model, SHAPE, str(tmp_path), 'tiny2',
                                    backends=('torch', ), macs=False)
     assert row['macs'] is None and set(runners) == {'torch'}
-    assert 'onnx_max_abs_diff' not in row
+    assert 'onnxruntime_max_abs_diff' not in row
 
 
 def test_time_all_alternates_the_models_per_backend():
     calls = []
     runners = {name: {b: functools.partial(calls.append, (name, b))
-                      for b in ('torch', 'onnx')} for name in 'ab'}
-    del runners['b']['onnx']  # a model without one backend
+                      for b in ('torch', 'onnxruntime')} for name in 'ab'}
+    del runners['b']['onnxruntime']  # a model without one backend
     rows = {name: dict(latency_ms={}) for name in runners}
     workers.time_all(rows, runners, runs=4, log=lambda _: None)
     assert rows['a']['latency_ms']['torch']['runs'] == 4
-    assert set(rows['a']['latency_ms']) == {'torch', 'onnx'}
+    assert set(rows['a']['latency_ms']) == {'torch', 'onnxruntime'}
     assert set(rows['b']['latency_ms']) == {'torch'}
     torch_order = ''.join(n for n, b in calls if b == 'torch')
     assert torch_order == 'ab' + 'ab' * 4  # warm-up, then 4 blocks of one run
-    assert ''.join(n for n, b in calls if b == 'onnx') == 'a' * 5
+    assert ''.join(n for n, b in calls if b == 'onnxruntime') == 'a' * 5
 
 
 def test_measure_models_in_process(tmp_path):
@@ -60,7 +60,7 @@ def test_measure_models_in_process(tmp_path):
     assert rows['tiny8']['params'] > rows['tiny4']['params']
     for row in rows.values():
         assert {b: s['runs'] for b, s in row['latency_ms'].items()} == \
-            {'torch': 2, 'onnx': 2}
+            {'torch': 2, 'onnxruntime': 2}
     assert 'timing 2 models in onnx, 2 runs each ...' in messages
 
 
@@ -81,8 +81,8 @@ def test_model_process_times_its_model_and_stops(tmp_path):
         times = proc.timer('torch')(3)
         assert len(times) == 3 and all(t > 0 for t in times)
         row = proc.call('prepare', 'tiny', str(tmp_path), False)
-        assert row['macs'] is None and row['onnx_max_rel_diff'] < 1e-5
-        assert len(proc.timer('onnx')(2)) == 2
+        assert row['macs'] is None and row['onnxruntime_max_rel_diff'] < 1e-5
+        assert len(proc.timer('onnxruntime')(2)) == 2
     finally:
         proc.close()
     assert not proc.process.is_alive()

@@ -4,7 +4,7 @@ import torch
 
 from mobileone_mm.benchmark import zoo
 from mobileone_mm.deploy.complexity import count_params
-from mobileone_mm.deploy.reparameterize import count_unfused
+from mobileone_mm.deploy.fusion import count_unfused
 
 
 def test_available_models_lists_mobileone_and_installed_baselines():

@@ -76,9 +76,9 @@ def test_int8_step_and_summary(shapes_root, tmp_path):
     """Stage 7 on the tiny detector: an int8 model evaluated beside fp32,
     and summary.json with exactly the fields the README names."""
     from mobileone_mm.demos.common import write_summary
-    from mobileone_mm.deploy.quantize import count_quantized_ops
+    from mobileone_mm.deploy.quantization.onnxruntime_int8 import count_quantized_ops
 
-    from ..test_deploy.quant_cases import det_options, save_checkpoint
+    from ..test_deploy.test_quantization.quant_cases import det_options, save_checkpoint
     options = det_options(shapes_root)
     ckpt = save_checkpoint(detection.CONFIG, options, tmp_path / 'det.pth')
     quant = detection.quantize_int8(ckpt, str(tmp_path / 'int8'), options,

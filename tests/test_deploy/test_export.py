@@ -59,7 +59,7 @@ def check_backbone_report(report, work_dir, shape, runs):
     else:
         check_latency(coreml['latency_ms'], runs)
 
-    onnx = report['onnx']
+    onnx = report['onnxruntime']
     assert (work_dir / 'backbone.onnx').is_file()
     assert onnx['ops']['Conv'] == S0_BLOCKS and 'Add' not in onnx['ops']
     assert onnx['branch_free'] is True
@@ -105,15 +105,15 @@ def test_detection_s0_full_model(tmp_path):
     full = report['full_model']
     assert (work / 'model.mlpackage').is_dir() and (work / 'model.onnx').is_file()
     assert full['coreml']['ops']['conv'] == SSDLITE_S0_CONVS
-    assert full['onnx']['ops']['Conv'] == SSDLITE_S0_CONVS
+    assert full['onnxruntime']['ops']['Conv'] == SSDLITE_S0_CONVS
     # COCO's 80 classes, NMS in the Core ML pipeline only
     assert full['coreml']['kind'] == 'pipeline' and full['coreml']['ok']
     assert len(full['coreml']['nms']['class_labels']) == 80
-    assert 'NonMaxSuppression' not in full['onnx']['ops']
+    assert 'NonMaxSuppression' not in full['onnxruntime']['ops']
     assert full['reference']['pytorch']['pre_nms']['ok']
     assert 'verified: PyTorch on' in proc.stdout
-    assert full['onnx']['max_abs_diff'] <= 1e-4
-    check_latency(full['onnx']['latency_ms'], 2)
+    assert full['onnxruntime']['max_abs_diff'] <= 1e-4
+    check_latency(full['onnxruntime']['latency_ms'], 2)
     check_latency(full['torch']['latency_ms']['fused'], 2)
 
 
@@ -126,11 +126,11 @@ def test_segmentation_s0_dilated_backbone(tmp_path):
     assert report['input_shape'] == [1, 3, 128, 128]
     assert report['coreml']['ops']['conv'] == S0_BLOCKS
     assert 'add' not in report['coreml']['ops'] and report['branch_free']
-    assert report['onnx']['max_abs_diff'] <= 1e-4
+    assert report['onnxruntime']['max_abs_diff'] <= 1e-4
     full = report['full_model']
-    assert full['onnx']['max_abs_diff'] <= 1e-4
+    assert full['onnxruntime']['max_abs_diff'] <= 1e-4
     assert full['coreml']['ops']['conv'] == DEEPLABV3_S0_CONVS
-    assert full['onnx']['ops']['Conv'] == DEEPLABV3_S0_CONVS
+    assert full['onnxruntime']['ops']['Conv'] == DEEPLABV3_S0_CONVS
 
 
 def test_s4_backbone_chain_has_the_se_convs(tmp_path):
@@ -139,9 +139,9 @@ def test_s4_backbone_chain_has_the_se_convs(tmp_path):
     assert report['expected_chain'] == dict(blocks=S0_BLOCKS, se_blocks=12,
                                             convs=S4_CONVS, adds=0)
     assert report['coreml']['ops']['conv'] == S4_CONVS == 67
-    assert report['onnx']['ops']['Conv'] == S4_CONVS
+    assert report['onnxruntime']['ops']['Conv'] == S4_CONVS
     assert 'add' not in report['coreml']['ops']
-    assert 'Add' not in report['onnx']['ops']
+    assert 'Add' not in report['onnxruntime']['ops']
     assert report['coreml']['chain'] == ('67 conv = 43 fused blocks + 2 x 12 '
                                          'SE, 0 add: a plain chain')
     assert report['branch_free'] and report['checks_passed']
@@ -151,12 +151,12 @@ def test_fused_config_has_no_train_time_model(tmp_path):
     """A deploy=True config builds fused: exported and timed as is, with no
     'unfused' figure that would in fact be the fused model's."""
     config = ROOT / 'configs' / 'classification' / 'mobileone_s0_in1k_deploy.py'
-    report = deploy(str(config), None, str(tmp_path), backends=['onnx'],
+    report = deploy(str(config), None, str(tmp_path), backends=['onnxruntime'],
                     runs=1, input_size=(64, 64), verbose=False)
     assert any('already fused' in note for note in report['notes'])
     assert report['torch']['latency_ms']['unfused'] is None
     check_latency(report['torch']['latency_ms']['fused'], 1)
-    assert report['coreml'] is None and report['onnx']['ops']['Conv'] == S0_BLOCKS
+    assert report['coreml'] is None and report['onnxruntime']['ops']['Conv'] == S0_BLOCKS
 
 
 def test_fused_checkpoint_is_recognised(tmp_path):
@@ -167,11 +167,11 @@ def test_fused_checkpoint_is_recognised(tmp_path):
     ckpt = tmp_path / 'fused.pth'
     torch.save(dict(state_dict=build_model(cfg).state_dict()), ckpt)
     report = deploy(str(CLS_S0), str(ckpt), str(tmp_path / 'work'),
-                    backends=['onnx'], runs=1, input_size=(64, 64),
+                    backends=['onnxruntime'], runs=1, input_size=(64, 64),
                     verbose=False)
     assert any('already fused' in note for note in report['notes'])
     assert report['torch']['latency_ms']['unfused'] is None
-    assert report['onnx']['ops']['Conv'] == S0_BLOCKS
+    assert report['onnxruntime']['ops']['Conv'] == S0_BLOCKS
 
 
 def fuse_all_but_one(model, inplace=False):
@@ -198,7 +198,7 @@ def test_unfused_fast_block_is_still_caught(tmp_path, monkeypatch):
     monkeypatch.setattr(export, 'reparameterize', fuse_fast)
     with pytest.raises(DeployCheckFailed) as info:
         deploy(str(DET_S0), None, str(tmp_path / 'work'), runs=1,
-               backends=['onnx'], input_size=(64, 64), verbose=False)
+               backends=['onnxruntime'], input_size=(64, 64), verbose=False)
     report = info.value.report
     assert report['fusion']['unfused_blocks'] == 1
     assert not report['checks_passed']
@@ -218,9 +218,9 @@ def test_unfused_block_is_not_branch_free(tmp_path, monkeypatch):
     assert report['coreml']['ops']['conv'] == S0_BLOCKS + 3
     assert report['coreml']['ops']['add'] == 4
     assert report['coreml']['branch_free'] is False
-    assert report['onnx']['ops']['Conv'] == S0_BLOCKS + 3
-    assert report['onnx']['ops']['Add'] == 4
-    assert report['onnx']['branch_free'] is False
+    assert report['onnxruntime']['ops']['Conv'] == S0_BLOCKS + 3
+    assert report['onnxruntime']['ops']['Add'] == 4
+    assert report['onnxruntime']['branch_free'] is False
     assert json.loads((work / 'report.json').read_text())['branch_free'] is False
 
     # the tool: the same failure is a one-line error and a non-zero exit
@@ -243,7 +243,7 @@ def test_bad_input_is_one_line_error(tmp_path):
     cases = [(['configs/detection/ssdlite_mobileone_s9.py'],
               'config not found: configs/detection/ssdlite_mobileone_s9.py'),
              ([str(DET_S0), str(s1)], 'does not fit this config'),
-             ([str(DET_S0), '--backends', 'onnx', 'tflite'],
+             ([str(DET_S0), '--backends', 'onnxruntime', 'tflite'],
               "unsupported backend 'tflite': choose from coreml onnx")]
     for args, expected in cases:
         with pytest.raises(SystemExit) as info:
@@ -266,7 +266,7 @@ def test_code_running_checkpoint_is_refused(tmp_path):
     ckpt = code_running_checkpoint(tmp_path / 'evil.pth', marker)
     with pytest.raises(UserError, match='evil.pth') as info:
         deploy(str(CLS_S0), str(ckpt), str(tmp_path / 'work'),
-               backends=['onnx'], runs=1, input_size=(64, 64), verbose=False)
+               backends=['onnxruntime'], runs=1, input_size=(64, 64), verbose=False)
     assert str(ckpt) in str(info.value)
     assert not marker.exists()
     assert not (tmp_path / 'work' / 'report.json').exists()
@@ -294,9 +294,9 @@ def test_options_are_validated_in_one_place(kwargs, message):
 
 
 def test_options_are_normalized():
-    options = DeployOptions(backends=['ONNX', 'onnx', 'CoreML'], runs='3',
+    options = DeployOptions(backends=['ONNX', 'onnxruntime', 'CoreML'], runs='3',
                             input_size=[96, 64])
-    assert options.backends == ('onnx', 'coreml') and options.runs == 3
+    assert options.backends == ('onnxruntime', 'coreml') and options.runs == 3
     cfg = load_config(str(DET_S0))
     assert options.input_shape(cfg) == (1, 3, 96, 64)
     assert DeployOptions().input_shape(cfg) == (1, 3, 320, 320)

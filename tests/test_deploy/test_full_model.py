@@ -88,9 +88,22 @@ def test_deploy_complete_detector(tmp_path):
     assert coreml['ok'] and coreml['kind'] == 'pipeline'
     assert (tmp_path / 'model.mlpackage').is_dir()
     assert (tmp_path / 'model.onnx').is_file()
-    # PyTorch's two checks, ONNX Runtime's one, the package read back
-    assert len(full['verified']) == 4 and full['differences']
+    # PyTorch's two checks, ONNX Runtime's and ncnn's, the package read back
+    assert len(full['verified']) == 5 and full['differences']
     assert any('NonMaximumSuppression' in v for v in full['verified'])
+    # ncnn: NMS inside the graph (DetectionOutput), detections equal mmdet's
+    ncnn = full['ncnn']
+    assert full['reference']['ncnn']['post_nms']['ok'], full['reference']
+    assert full['reference']['ncnn']['post_nms']['detections'] > 0
+    assert ncnn['ops']['DetectionOutput'] == 1
+    assert ncnn['nms']['num_class'] == 4  # background + 3 classes
+    assert (tmp_path / 'model.ncnn.param').is_file()
+    app = json.loads((tmp_path / 'model.ncnn.json').read_text())
+    assert app['input']['channel_order'] == 'RGB'
+    assert app['classes'] == ['square', 'circle', 'triangle']
+    assert ncnn['postprocess_share'] == pytest.approx(
+        ncnn['latency_ms']['min'] / ncnn['network_latency_ms']['min'] - 1)
+    assert any('ncnn' in d for d in full['differences'])
     if platform.system() != 'Darwin':
         assert coreml['macos_check'] is None and coreml['latency_ms'] is None
         assert 'macOS' in full['not_verified'][0]
@@ -109,7 +122,7 @@ def test_deploy_fails_when_decoding_differs(tmp_path, monkeypatch):
     monkeypatch.setattr(full_model, 'build_graph', drifted)
     with pytest.raises(DeployCheckFailed, match='pre_nms differs from mmdet'):
         deploy(tiny_detector_cfg(), None, str(tmp_path), runs=1,
-               input_size=HW, full_model=True, backends=['onnx'],
+               input_size=HW, full_model=True, backends=['onnxruntime'],
                verbose=False)
     report = json.loads((tmp_path / 'report.json').read_text())
     assert not report['checks_passed']
@@ -124,6 +137,9 @@ def test_deploy_complete_segmentor(tmp_path):
     full = report['full_model']
     assert full['task'] == 'segmentation'
     assert full['reference']['onnxruntime']['ok']
+    ncnn = full['reference']['ncnn']
+    assert ncnn['ok'] and ncnn['differing_outside_ties'] == 0, ncnn
+    assert full['ncnn']['ops'].get('Reduction', 0) == 2  # max, then min
     assert full['coreml']['ok'] and full['coreml']['kind'] == 'mlProgram'
     assert full['coreml']['outputs'][0]['dtype'] == 'INT32'
     assert full['coreml']['ops']['cast'] >= 1  # an fp16 program

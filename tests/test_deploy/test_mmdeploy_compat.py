@@ -173,7 +173,7 @@ def test_ssdlite_onnxruntime_matches_pytorch(det):
     torch.testing.assert_close(ort.bboxes, ref.bboxes, rtol=1e-4, atol=1e-2)
     assert torch.equal(ort.labels, ref.labels)
     # the NMS is ONNX's own op: plain onnxruntime runs the file (no custom ops)
-    from mobileone_mm.deploy.onnx import onnx_run, onnx_session
+    from mobileone_mm.deploy.backends.onnxruntime import onnx_run, onnx_session
     import numpy as np
     dets, labels = onnx_run(onnx_session(det.onnx[0]),
                             np.random.rand(1, 3, 320, 320).astype(np.float32))

@@ -10,7 +10,7 @@ from mobileone_mm.apis import build_model, load_config
 from mobileone_mm.deploy.model_setup import calibrate_bn
 from mobileone_mm.deploy.postprocess import (Normalization, build_graph,
                                              class_names, coreml_style_nms)
-from mobileone_mm.deploy.reparameterize import reparameterize
+from mobileone_mm.deploy.fusion import reparameterize
 from mobileone_mm.utils.errors import UserError
 
 from .conftest import CLS_S0, CONFIGS

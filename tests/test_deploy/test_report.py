@@ -19,7 +19,7 @@ def section(diff=1e-7, scale=2.0, **extra):
 def passing_report(full_model=False):
     report = dict(
         config='configs/x.py', checkpoint=None, input_shape=[1, 3, 64, 64],
-        arch='s0', notes=['a note'], backends=['coreml', 'onnx'],
+        arch='s0', notes=['a note'], backends=['coreml', 'onnxruntime'],
         fusion=section(unfused_blocks=0, fused_blocks=43),
         coreml=dict(path='b.mlpackage', ops={'conv': 43, 'relu': 43,
                                              'const': 90},
@@ -57,8 +57,8 @@ def test_each_failed_check_is_named():
     report = passing_report(full_model=True)
     report['fusion'].update(unfused_blocks=2, max_abs_diff=1.0)
     report['coreml'].update(branch_free=False, chain='branches remain: x')
-    report['onnx']['max_abs_diff'] = 0.5
-    report['full_model']['onnx']['max_abs_diff'] = 0.25
+    report['onnxruntime']['max_abs_diff'] = 0.5
+    report['full_model']['onnxruntime']['max_abs_diff'] = 0.25
     failures = _failures(report)
     assert failures == [
         '2 MobileOne blocks still have branches after reparameterize',
@@ -81,7 +81,7 @@ def test_unfused_blocks_alone_are_not_branch_free():
 
 def test_only_requested_backends_count():
     report = passing_report()
-    report['backends'] = ['onnx']
+    report['backends'] = ['onnxruntime']
     report['coreml'] = None
     assert conclude(report)['checks_passed']
 
@@ -91,7 +91,7 @@ def test_write_report(tmp_path):
     path = write_report(report, str(tmp_path))
     assert path == str(tmp_path / 'report.json') == report['report_path']
     saved = json.loads((tmp_path / 'report.json').read_text())
-    assert saved['onnx']['ops'] == {'Conv': 43} and saved['checks_passed']
+    assert saved['onnxruntime']['ops'] == {'Conv': 43} and saved['checks_passed']
     assert [p.name for p in tmp_path.iterdir()] == ['report.json']
 
 
@@ -116,5 +116,5 @@ def test_format_report():
     assert '  note: Core ML latency needs macOS' in lines
     assert lines[-1].startswith('3 runs after 1 warm-up')
     assert lines[-1].endswith('report: out/report.json')
-    report['onnx']['branch_free'] = False
+    report['onnxruntime']['branch_free'] = False
     assert '  NOT branch-free: ' in format_report(report)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from ..conftest import ROOT
-from ..test_deploy.quant_cases import ARCH, CLS_CFG
+from ..test_deploy.test_quantization.quant_cases import ARCH, CLS_CFG
 
 TOOL = ROOT / 'tools' / 'quantize.py'
 

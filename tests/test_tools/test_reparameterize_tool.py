@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / 'tools' / 'reparameterize.py'
 
 # the module (the package attribute of that name is the function)
-fusion = importlib.import_module('mobileone_mm.deploy.reparameterize')
+fusion = importlib.import_module('mobileone_mm.deploy.fusion')
 HEADER = "custom_imports = dict(imports=['mobileone_mm'], allow_failed_imports=False)\n"
 CONFIGS = {
     'classification': """

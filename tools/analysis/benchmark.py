@@ -2,7 +2,7 @@
 
     python tools/analysis/benchmark.py [--out-dir DIR] [--runs N]
         [--models NAME ...] [--ablation] [--threads N] [--in-process] [--quick]
-        [--int8 [--int8-threads N ...]]
+        [--int8 [--int8-threads N ...]] [--ncnn]
     python tools/analysis/benchmark.py --training [--runs N] [--threads N]
         [--extras channels_last compile]
 
@@ -15,6 +15,8 @@ ratios with PASS/FAIL. Writes DIR/benchmark.json and DIR/latency_vs_macs.png.
 ``--int8`` adds int8 ONNX Runtime rows (fused S0-S4 and MobileNetV2, calibrated
 on random-normal input: latency only), fp32 and int8 side by side with 1 and 2
 threads, and the int8 goal (fused S0 int8 >= 1.5x faster than fp32).
+``--ncnn`` adds ncnn rows: the same models in PyTorch, ONNX Runtime and ncnn
+(fp32) side by side with 1 and 2 threads (an x86 proxy of a phone).
 ``--training`` instead times the training step and the unfused eval forward
 with the per-branch and the fast branch formulations (S0, S2; batch 32 at 224
 and 12 at 128) and writes DIR/training.json.
@@ -61,6 +63,11 @@ def parse_args(argv=None):
                         metavar='N', help='with --int8: the ONNX Runtime '
                         'thread counts of the int8 rows (default: '
                         + ' '.join(map(str, benchmark.INT8_THREADS)) + ')')
+    parser.add_argument('--ncnn', action='store_true',
+                        help='also ncnn rows of ' + ' '.join(
+                            benchmark.NCNN_MODELS) + ' (those of --models): '
+                        'PyTorch, ONNX Runtime and ncnn side by side with 1 '
+                        'and 2 threads')
     parser.add_argument('--training', action='store_true',
                         help='time the training step and unfused eval of the '
                         'per-branch and fast branch formulations instead')
@@ -87,8 +94,8 @@ def training_main(args) -> None:
 def main(argv=None):
     args = parse_args(argv)
     if args.training:
-        if args.int8 or args.int8_threads:
-            sys.exit('error: --int8 does not apply to --training')
+        if args.int8 or args.int8_threads or args.ncnn:
+            sys.exit('error: --int8 and --ncnn do not apply to --training')
         return training_main(args)
     available = benchmark.available_models()
     models = args.models or (list(benchmark.QUICK_MODELS) if args.quick
@@ -111,7 +118,8 @@ def main(argv=None):
                                threads=args.threads,
                                isolate=not args.in_process, int8=args.int8,
                                int8_threads=tuple(args.int8_threads or
-                                                  benchmark.INT8_THREADS))
+                                                  benchmark.INT8_THREADS),
+                               ncnn=args.ncnn)
     except UserError as err:
         sys.exit(f'error: {err}')
     print(benchmark.format_report(report))

@@ -12,43 +12,36 @@ reports the config's metric for PyTorch, ONNX Runtime fp32 and each int8
 model with its drop, plus the worst layers by SNR; DIR/quant_accuracy.json.
 """
 import argparse
-import sys
-
-from mmengine.config import DictAction
-
-from mobileone_mm.benchmark.quant_accuracy import (GRANULARITIES,
-                                                   format_study, quant_study)
-from mobileone_mm.deploy.calibration import SPLITS
-from mobileone_mm.deploy.quantize import METHODS
-from mobileone_mm.utils.errors import UserError
+from mobileone_mm.deploy.quantization.calibration import SPLITS
+from mobileone_mm.deploy.quantization.onnxruntime_int8 import METHODS
+from mobileone_mm.deploy.quantization.study import (GRANULARITIES,
+                                                    format_study, quant_study)
+from mobileone_mm.engine.launch import add_output_args, run_tool
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--work-dir', required=True, help='output folder')
+    add_output_args(parser, 'output folder', work_dir_required=True)
     parser.add_argument('--granularity', nargs='+',
                         default=list(GRANULARITIES), choices=GRANULARITIES)
     parser.add_argument('--method', nargs='+', default=list(METHODS),
                         choices=METHODS)
     parser.add_argument('--calib-images', type=int, default=32)
     parser.add_argument('--calib-split', default='train', choices=SPLITS)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        result = quant_study(args.config, args.checkpoint, args.work_dir,
-                             args.granularity, args.method,
-                             args.calib_images, args.calib_split,
-                             cfg_options=args.cfg_options)
-    except UserError as err:
-        sys.exit(f'error: {err}')
+def _study(args) -> None:
+    result = quant_study(args.config, args.checkpoint, args.work_dir,
+                         args.granularity, args.method, args.calib_images,
+                         args.calib_split, cfg_options=args.cfg_options)
     print(format_study(result))
+
+
+def main(argv=None):
+    run_tool(_study, parse_args(argv))
 
 
 if __name__ == '__main__':

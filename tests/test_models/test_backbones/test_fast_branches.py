@@ -31,12 +31,12 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mobileone_mm.checkpoint.convert import convert
+from mobileone_mm.checkpoint.formats import convert
 from mobileone_mm.models import MobileOne
 from mobileone_mm.models.backbones import fast_branches
 from mobileone_mm.models.backbones.mobileone_block import MobileOneBlock
-from ...apple_reference import AppleMobileOne
-from ...utils import randomize_bn
+from tests.apple_reference import AppleMobileOne
+from tests.utils import randomize_bn
 
 RTOL = 1e-10
 # A whole unfused backbone in eval mode against its on-the-fly fused form:

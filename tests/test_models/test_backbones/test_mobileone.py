@@ -9,7 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mobileone_mm import reparameterize
 from mobileone_mm.models import MobileOne, MobileOneBlock
 
-from ...utils import classifier, randomize_bn
+from tests.utils import classifier, randomize_bn
 
 VARIANTS = ['s0', 's1', 's2', 's3', 's4']
 WIDTHS = {

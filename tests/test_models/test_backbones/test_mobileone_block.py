@@ -7,7 +7,7 @@ import torch.nn as nn
 from mobileone_mm.models.backbones.mobileone_block import (MobileOneBlock,
                                                           SqueezeExcite)
 
-from ...utils import randomize_bn
+from tests.utils import randomize_bn
 
 # (in, out, kernel, stride, dilation, groups, k, se): every block shape of
 # MobileOne (depthwise 3x3 with and without identity, pointwise 1x1, stem).

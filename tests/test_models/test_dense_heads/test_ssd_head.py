@@ -6,7 +6,7 @@ from mmengine.registry import init_default_scope
 
 from mobileone_mm.apis import build_model
 
-from ...conftest import ROOT
+from tests.conftest import ROOT
 
 DET = ROOT / 'configs' / 'detection'
 

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from mobileone_mm.models.utils import fuse_conv_bn, identity_kernel, pad_kernel
 
-from ...utils import randomize_bn
+from tests.utils import randomize_bn
 
 
 def test_fuse_conv_bn_formula():
