@@ -1,7 +1,6 @@
 """The ncnn backend (mobileone_mm/deploy/backends/ncnn.py): its .param
 reading, the fp16 variant, the argmax written in ncnn's ops and the complete
 detector's DetectionOutput settings."""
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -10,6 +9,7 @@ from mobileone_mm.deploy.backends import ncnn as ncnn_backend
 from mobileone_mm.deploy.backends.ncnn import (NcnnBackend,
                                                SegmentorNcnnGraph,
                                                output_names, param_ops)
+from mobileone_mm.deploy.compare import compare_outputs, forward_tensors
 from mobileone_mm.deploy.full_model import check_detections, check_image
 from mobileone_mm.deploy.postprocess import build_graph
 
@@ -47,8 +47,8 @@ def test_fp16_variant_is_reported_apart(tmp_path):
     backend = NcnnBackend()
     path = backend.export(model, x, str(tmp_path / 'm'))
     checks = backend.checks(path, model, x)
-    fp32 = max(float(np.abs(a - r.numpy()).max()) for a, r in zip(
-        backend.run(path, x), [o for o in (model(x)[0], model(x)[1]['b'])]))
+    fp32 = compare_outputs(backend.run(path, x),
+                           forward_tensors(model, x))['max_abs_diff']
     assert fp32 < 1e-5
     assert fp32 < checks['fp16']['max_abs_diff'] < 1e-2
     assert checks['benchncnn'].endswith('param=m.param shape=[16,16,3]"')
