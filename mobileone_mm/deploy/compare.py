@@ -17,20 +17,21 @@ DIFF_KEYS = ('max_abs_diff', 'max_rel_diff', 'max_abs_output')
 
 
 def flatten(obj) -> List:
-    """The leaves of nested lists, tuples and dicts, in order (``None``
-    dropped): how every backend sees a network's outputs. Works on fx
-    proxies too (no type test on the leaves), so one flattening serves
-    tracing, export and comparison.
+    """The tensors in nested lists, tuples and dicts, in order (anything
+    else dropped): how every backend sees a network's outputs. torch.fx
+    proxies count as tensors, so one flattening serves fx tracing (Core ML
+    a8w8), export and comparison.
 
     Example:
-        >>> flatten((1, [2, {'a': 3, 'b': None}]))
-        [1, 2, 3]
+        >>> t = torch.zeros(1)
+        >>> len(flatten((t, [t, {'a': t, 'b': None, 'c': 'text'}])))
+        3
     """
     if isinstance(obj, (list, tuple)):
         return [leaf for item in obj for leaf in flatten(item)]
     if isinstance(obj, dict):
         return [leaf for item in obj.values() for leaf in flatten(item)]
-    return [] if obj is None else [obj]
+    return [obj] if isinstance(obj, (torch.Tensor, torch.fx.Proxy)) else []
 
 
 def network_outputs(model: nn.Module, x: torch.Tensor):

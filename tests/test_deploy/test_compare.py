@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mobileone_mm.deploy.compare import (RTOL, compare_models,
+from mobileone_mm.deploy.compare import (RTOL, FlatOutputs, compare_models,
                                          compare_outputs, forward_tensors)
 from mobileone_mm.models import MobileOneBlock
 
@@ -75,3 +75,16 @@ def test_compare_models_fused_against_unfused():
         fused.reparam_conv.bias[0] += 1.
     result = compare_models(fused, block, x)
     assert not result['ok'] and result['max_abs_diff'] == pytest.approx(1., rel=1e-4)
+
+
+def test_flat_outputs_flattens_nested_outputs():
+    """One flattening for every backend: lists, tuples and dicts in order,
+    what is not a tensor dropped."""
+    class Nested(nn.Module):
+        def forward(self, x):
+            return [x, (x + 1, {'a': x + 2, 'b': None})]
+
+    outs = FlatOutputs(Nested())(torch.zeros(1))
+    assert isinstance(outs, tuple) and [float(o) for o in outs] == [0., 1., 2.]
+    assert [float(o) for o in forward_tensors(Nested(), torch.zeros(1))] == \
+        [0., 1., 2.]

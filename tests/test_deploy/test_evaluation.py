@@ -12,7 +12,7 @@ from mobileone_mm.deploy.evaluation import (build_test_loader, evaluate,
                                           task_of, torch_predictor, unflatten)
 from mobileone_mm.utils.errors import UserError
 
-from ..test_quantization.quant_cases import DET_CFG, SEG_CFG, det_options, fused_model, \
+from .test_quantization.quant_cases import DET_CFG, SEG_CFG, det_options, fused_model, \
     seg_options
 
 

@@ -55,7 +55,7 @@ def check_backbone_report(report, work_dir, shape, runs):
     assert 'add' not in coreml['ops'] and coreml['branch_free'] is True
     if platform.system() != 'Darwin':
         assert coreml['latency_ms'] is None and coreml['max_abs_diff'] is None
-        assert 'needs macOS' in coreml['note']
+        assert 'predicts only on macOS' in coreml['note']
     else:
         check_latency(coreml['latency_ms'], runs)
 
@@ -244,7 +244,7 @@ def test_bad_input_is_one_line_error(tmp_path):
               'config not found: configs/detection/ssdlite_mobileone_s9.py'),
              ([str(DET_S0), str(s1)], 'does not fit this config'),
              ([str(DET_S0), '--backends', 'onnxruntime', 'tflite'],
-              "unsupported backend 'tflite': choose from coreml onnx")]
+              "unsupported backend 'tflite': choose from onnxruntime coreml ncnn")]
     for args, expected in cases:
         with pytest.raises(SystemExit) as info:
             main([*args, '--work-dir', str(tmp_path / 'work'), '--runs', '1'])

@@ -25,14 +25,14 @@ def passing_report(full_model=False):
                                              'const': 90},
                     branch_free=True, chain=CHAIN, latency_ms=None,
                     compute_units='all', note='Core ML latency needs macOS'),
-        onnx=section(path='b.onnx', ops={'Conv': 43}, branch_free=True,
+        onnxruntime=section(path='b.onnx', ops={'Conv': 43}, branch_free=True,
                      chain=CHAIN.replace('conv', 'Conv').replace('add', 'Add'),
                      latency_ms=STATS),
         torch=dict(latency_ms=dict(unfused=STATS, fused=STATS)))
     if full_model:
         report['full_model'] = dict(
             coreml=dict(report['coreml'], ops={'conv': 79}),
-            onnx=section(ops={'Conv': 79}, latency_ms=STATS),
+            onnxruntime=section(ops={'Conv': 79}, latency_ms=STATS),
             torch=dict(latency_ms=dict(unfused=STATS, fused=STATS)))
         for key in ('branch_free', 'chain'):
             del report['full_model']['coreml'][key]
@@ -111,10 +111,25 @@ def test_format_report():
     assert 'backbone Core ML ops: conv 43, relu 43' in lines  # const hidden
     assert f'  branch-free: {CHAIN}' in lines
     assert 'model Core ML ops: conv 79' in lines
-    assert '  ONNX Runtime (fused)         1.00     1.50     2.00' in lines
+    assert '  ONNX Runtime                 1.00     1.50     2.00' in lines
     assert '  Core ML (all)                   -        -        -' in lines
     assert '  note: Core ML latency needs macOS' in lines
     assert lines[-1].startswith('3 runs after 1 warm-up')
     assert lines[-1].endswith('report: out/report.json')
     report['onnxruntime']['branch_free'] = False
     assert '  NOT branch-free: ' in format_report(report)
+
+
+def test_format_report_has_a_column_per_thread_count():
+    report = passing_report()
+    by = {'1': dict(STATS, min=3.0), '2': STATS}
+    report['onnxruntime']['latency_ms_by_threads'] = by
+    report['torch']['latency_ms_by_threads'] = {
+        n: dict(unfused=s, fused=s) for n, s in by.items()}
+    lines = format_report(conclude(report)).splitlines()
+    assert 'backbone latency (ms)        1 thr min   2 thr min      min   ' \
+        'median      p90' in lines
+    assert '  ONNX Runtime                    3.00        1.00     1.00     ' \
+        '1.50     2.00' in lines
+    assert '  Core ML (all)                      -           -        -' \
+        '        -        -' in lines

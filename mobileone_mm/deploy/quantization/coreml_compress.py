@@ -319,7 +319,7 @@ def _a8w8(fused: nn.Module, example: torch.Tensor, path: str,
           calibration: Optional[Sequence], fp16_path: str) -> dict:
     """The 8-bit activation entry (:mod:`.coreml_a8w8`: PyTorch-side
     calibration, then conversion), or ``skipped`` with what failed."""
-    from mobileone_mm.deploy import coreml_a8w8 as a8
+    from . import coreml_a8w8 as a8
     entry = dict(metric=None, coreml_route=a8.coreml_route_error(
         fp16_path, example) or 'not tried (macOS: it could calibrate)')
     images = list(calibration) if calibration is not None else [example]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobileone_mm.deploy import coreml
+from mobileone_mm.deploy.backends import coreml
 from mobileone_mm.models import MobileOne
 from mobileone_mm.utils.errors import UserError
 
@@ -144,5 +144,5 @@ def test_ops_of_a_non_program_is_an_error(tmp_path):
 
 
 def test_missing_coremltools_names_the_fix(no_coremltools):
-    with pytest.raises(UserError, match='--backends onnx'):
+    with pytest.raises(UserError, match='leave coreml out of --backends'):
         coreml.import_coremltools()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobileone_mm.deploy import coreml_full
+from mobileone_mm.deploy.backends import coreml_full
 from mobileone_mm.deploy.backends.coreml_full import (check_package, check_weights,
                                              coreml_compare_full,
                                              coreml_latency_full,

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mobileone_mm.deploy import onnx as onnx_backend
+from mobileone_mm.deploy.backends import onnxruntime as onnx_backend
 from mobileone_mm.models import MobileOne
 from mobileone_mm.utils.errors import UserError
 
@@ -68,17 +68,8 @@ def test_onnx_latency(fused_s0):
     check_latency(onnx_backend.onnx_latency(session, (1, 3, 64, 64), runs=2), 2)
 
 
-def test_tensor_outputs_flattens():
-    class Pair(nn.Module):
-        def forward(self, x):
-            return [x, (x + 1, )]
-
-    outs = onnx_backend.TensorOutputs(Pair())(torch.zeros(1))
-    assert isinstance(outs, tuple) and [float(o) for o in outs] == [0., 1.]
-
-
 def test_missing_onnx_names_the_fix(monkeypatch):
     monkeypatch.setattr(onnx_backend, 'find_spec',
                         lambda name: None if name == 'onnxruntime' else True)
-    with pytest.raises(UserError, match='needs onnxruntime.*--backends coreml'):
+    with pytest.raises(UserError, match='needs onnxruntime.*leave onnxruntime out of --backends'):
         onnx_backend.require_onnx()

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from mmpretrain.structures import DataSample
 
-from mobileone_mm.deploy import coreml_a8w8 as a8
+from mobileone_mm.deploy.quantization import coreml_a8w8 as a8
 from mobileone_mm.deploy.compare import forward_tensors
 from mobileone_mm.deploy.quantization.coreml_compress import compress_coreml
 

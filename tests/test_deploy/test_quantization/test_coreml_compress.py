@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mobileone_mm.deploy import coreml_compress as cc
+from mobileone_mm.deploy.quantization import coreml_compress as cc
 from mobileone_mm.deploy.backends.coreml import coreml_conv_weights
 from mobileone_mm.deploy.compare import forward_tensors
 from mobileone_mm.utils.errors import UserError

@@ -98,7 +98,7 @@ def test_unpaired_weights_are_collected_not_printed(capfd):
     """qdq_loss_debug logs a tensor it cannot pair as 'ERROR:root:Model
     Error'; the report keeps the message, the terminal does not show it."""
     import logging
-    from mobileone_mm.deploy import quant_error
+    from mobileone_mm.deploy.quantization import error as quant_error
     before = logging.getLogger().handlers[:]
     with quant_error._root_log_collected() as messages:
         logging.error("Model Error in 'x.onnx': weight tensor 'b0' not "

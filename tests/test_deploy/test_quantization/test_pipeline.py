@@ -157,7 +157,9 @@ def test_refuses_a_work_dir_that_holds_the_input(tmp_path):
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(backends=['tflite']), 'unsupported backend'),
-    (dict(backends=[]), 'unsupported backend'),
+    (dict(backends=[]), 'no backend given: choose from onnxruntime coreml'),
+    (dict(backends=['ncnn']), "ncnn int8 needs ncnn's C\\+\\+ quantization "
+                              'tools'),
     (dict(method='kl'), 'unsupported --method'),
     (dict(calib_split='test'), 'unsupported --calib-split'),
     (dict(calib_images=0), '--calib-images must be >= 1'),
