@@ -61,7 +61,7 @@ def test_measure_models_in_process(tmp_path):
     for row in rows.values():
         assert {b: s['runs'] for b, s in row['latency_ms'].items()} == \
             {'torch': 2, 'onnxruntime': 2}
-    assert 'timing 2 models in onnx, 2 runs each ...' in messages
+    assert 'timing 2 models in onnxruntime, 2 runs each ...' in messages
 
 
 def test_model_process_reports_a_failure_with_the_model_name(tmp_path):

@@ -98,7 +98,8 @@ def test_int8_step_and_summary(shapes_root, tmp_path):
         quant['int8']['metric']['coco/bbox_mAP']
     assert summary['latency_ms'] == dict(
         onnxruntime_fp32=quant['fp32']['latency_ms']['min'],
-        onnxruntime_int8=quant['int8']['latency_ms']['min'])
+        onnxruntime_int8=quant['int8']['latency_ms']['min'],
+        ncnn=None, ncnn_network=None)  # no ncnn step given
     # a random tiny detector is far below the goal; so is a slow run
     assert summary['goal_met'] is False
     met = dict(fused, **{'coco/bbox_mAP': detection.GOAL_MAP})
@@ -109,3 +110,34 @@ def test_int8_step_and_summary(shapes_root, tmp_path):
     saved = json.loads(open(path).read())
     assert saved['bbox_mAP'] == summary['bbox_mAP']
     assert saved['machine']['cores'] == os.cpu_count()
+
+
+def test_ncnn_step_and_summary(shapes_root, tmp_path):
+    """Stage 8 on the tiny detector: the complete ncnn detector the export
+    step wrote, evaluated on the held-out split beside PyTorch; its mAP and
+    latency land in summary.json."""
+    from mobileone_mm.deploy import deploy
+
+    from ..test_deploy.test_quantization.quant_cases import (det_options,
+                                                             save_checkpoint)
+    options = det_options(shapes_root)
+    ckpt = save_checkpoint(detection.CONFIG, options, tmp_path / 'det.pth')
+    report = deploy(detection.CONFIG, ckpt, str(tmp_path / 'export'),
+                    backends=['onnxruntime', 'ncnn'], runs=2, threads=[1],
+                    full_model=True, cfg_options=options, verbose=False)
+    assert report['checks_passed'], report['failures']
+    ncnn = detection.evaluate_ncnn(ckpt, report, options)
+    maps = ncnn['bbox_mAP']
+    assert set(maps) == {'pytorch_fused', 'ncnn_fp32', 'ncnn_fp16_weights',
+                         'pytorch_fp16'}
+    assert abs(maps['ncnn_fp32'] - maps['pytorch_fused']) <= 0.005
+    assert ncnn['latency_ms'] == report['full_model']['ncnn']['latency_ms'][
+        'min'] > 0
+    assert 'decoding + NMS' in detection.format_ncnn(ncnn)
+    quant = dict(fp32=dict(metric=None, latency_ms=dict(min=2.)),
+                 int8=dict(metric=None, latency_ms=dict(min=3.)))
+    fused = {'coco/bbox_mAP': maps['pytorch_fused']}
+    summary = detection.summary_json(fused, fused, quant, 9.5, 10.0, ncnn)
+    assert summary['bbox_mAP']['ncnn'] == maps['ncnn_fp32']
+    assert summary['bbox_mAP']['ncnn_fp16'] == maps['ncnn_fp16_weights']
+    assert summary['latency_ms']['ncnn'] == ncnn['latency_ms']

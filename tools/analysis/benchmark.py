@@ -94,8 +94,10 @@ def training_main(args) -> None:
 def main(argv=None):
     args = parse_args(argv)
     if args.training:
-        if args.int8 or args.int8_threads or args.ncnn:
-            sys.exit('error: --int8 and --ncnn do not apply to --training')
+        if args.int8 or args.int8_threads:
+            sys.exit('error: --int8 does not apply to --training')
+        if args.ncnn:
+            sys.exit('error: --ncnn does not apply to --training')
         return training_main(args)
     available = benchmark.available_models()
     models = args.models or (list(benchmark.QUICK_MODELS) if args.quick
