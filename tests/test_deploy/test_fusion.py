@@ -1,6 +1,5 @@
 """Whole-model fusion and fused checkpoints
-(mobileone_mm/deploy/reparameterize.py)."""
-import importlib
+(mobileone_mm/deploy/fusion.py)."""
 import os
 
 import pytest
@@ -8,18 +7,16 @@ import torch
 
 from mobileone_mm import reparameterize as top_level_reparameterize
 from mobileone_mm.apis import build_model, load_config
+from mobileone_mm.deploy import fusion as module
 from mobileone_mm.deploy.compare import forward_tensors
-from mobileone_mm.deploy.fusion import (FusionCheckFailed,
-                                                count_unfused, fuse_checkpoint,
-                                                reparameterize)
+from mobileone_mm.deploy.fusion import (FusionCheckFailed, count_unfused,
+                                        fuse_checkpoint, reparameterize)
 from mobileone_mm.models import MobileOne
 from mobileone_mm.utils.errors import UserError
 
 from ..utils import randomize_bn
 from .conftest import CLS_S0
 
-# the module (the package attribute of that name is the function)
-module = importlib.import_module('mobileone_mm.deploy.fusion')
 SMALL = dict(input_size=64)  # the config's check input: 64x64, not 224
 
 
@@ -126,3 +123,18 @@ def test_interrupted_write_leaves_no_file(trained, tmp_path, monkeypatch):
     assert out.read_bytes() == b'older output'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['fused.pth',
                                                            'trained.pth']
+
+
+def test_package_attributes_do_not_shadow_modules():
+    """``mobileone_mm.deploy.reparameterize`` is the function and the module
+    has its own name; the same for the benchmark driver and the checkpoint
+    converter."""
+    import mobileone_mm.benchmark as benchmark
+    import mobileone_mm.checkpoint as checkpoint
+    import mobileone_mm.deploy as deploy
+    from mobileone_mm.benchmark import driver
+    from mobileone_mm.checkpoint import formats
+    assert callable(deploy.reparameterize) and deploy.fusion is module
+    assert benchmark.run is driver.run and benchmark.driver is driver
+    assert checkpoint.convert is formats.convert
+    assert checkpoint.formats is formats

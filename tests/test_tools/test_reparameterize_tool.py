@@ -1,4 +1,3 @@
-import importlib
 import runpy
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import torch
 from mmengine.config import Config
 
 from mobileone_mm.apis import build_model
+from mobileone_mm.deploy import fusion
 from mobileone_mm.deploy.compare import forward_tensors
 
 from ..utils import randomize_bn
@@ -17,8 +17,6 @@ from ..utils import randomize_bn
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / 'tools' / 'reparameterize.py'
 
-# the module (the package attribute of that name is the function)
-fusion = importlib.import_module('mobileone_mm.deploy.fusion')
 HEADER = "custom_imports = dict(imports=['mobileone_mm'], allow_failed_imports=False)\n"
 CONFIGS = {
     'classification': """

@@ -21,12 +21,12 @@ threads, and the int8 goal (fused S0 int8 >= 1.5x faster than fp32).
 with the per-branch and the fast branch formulations (S0, S2; batch 32 at 224
 and 12 at 128) and writes DIR/training.json.
 """
+import argparse
 import json
 import os
-import argparse
-import sys
 
 from mobileone_mm import benchmark
+from mobileone_mm.engine.launch import run_tool
 from mobileone_mm.utils.errors import UserError
 
 
@@ -80,7 +80,7 @@ def parse_args(argv=None):
 
 def training_main(args) -> None:
     if args.runs is not None and args.runs < 1:
-        sys.exit('error: --runs must be at least 1')
+        raise UserError('--runs must be at least 1')
     report = benchmark.training.run_training(
         runs=args.runs or 6, threads=args.threads or 2, extras=args.extras)
     print(benchmark.training.format_training(report))
@@ -91,41 +91,41 @@ def training_main(args) -> None:
     print(f'wrote {path}')
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def _benchmark(args) -> None:
     if args.training:
         if args.int8 or args.int8_threads:
-            sys.exit('error: --int8 does not apply to --training')
+            raise UserError('--int8 does not apply to --training')
         if args.ncnn:
-            sys.exit('error: --ncnn does not apply to --training')
+            raise UserError('--ncnn does not apply to --training')
         return training_main(args)
     available = benchmark.available_models()
     models = args.models or (list(benchmark.QUICK_MODELS) if args.quick
                              else available)
     runs = args.runs if args.runs is not None else (5 if args.quick else 1000)
-    try:
-        unknown = [m for m in models if m not in available]
-        if unknown:
-            raise UserError(f'unknown model(s) {" ".join(unknown)}; choose '
-                            f'from: {" ".join(available)}')
-        if runs < 1:
-            raise UserError('--runs must be at least 1')
-        if args.threads < 0:
-            raise UserError('--threads must be 0 (library default) or more')
-        if args.int8_threads is not None and not args.int8:
-            raise UserError('--int8-threads needs --int8')
-        report = benchmark.run(models, runs, args.out_dir,
-                               ablation=args.ablation,
-                               ablation_size=64 if args.quick else 224,
-                               threads=args.threads,
-                               isolate=not args.in_process, int8=args.int8,
-                               int8_threads=tuple(args.int8_threads or
-                                                  benchmark.INT8_THREADS),
-                               ncnn=args.ncnn)
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    unknown = [m for m in models if m not in available]
+    if unknown:
+        raise UserError(f'unknown model(s) {" ".join(unknown)}; choose '
+                        f'from: {" ".join(available)}')
+    if runs < 1:
+        raise UserError('--runs must be at least 1')
+    if args.threads < 0:
+        raise UserError('--threads must be 0 (library default) or more')
+    if args.int8_threads is not None and not args.int8:
+        raise UserError('--int8-threads needs --int8')
+    report = benchmark.run(models, runs, args.out_dir,
+                           ablation=args.ablation,
+                           ablation_size=64 if args.quick else 224,
+                           threads=args.threads,
+                           isolate=not args.in_process, int8=args.int8,
+                           int8_threads=tuple(args.int8_threads or
+                                              benchmark.INT8_THREADS),
+                           ncnn=args.ncnn)
     print(benchmark.format_report(report))
     print(f'wrote {args.out_dir}/benchmark.json')
+
+
+def main(argv=None):
+    run_tool(_benchmark, parse_args(argv))
 
 
 if __name__ == '__main__':
