@@ -227,8 +227,8 @@ class CoreMLBackend(Backend):
         if platform.system() == 'Darwin':
             return None
         return (f'Core ML predicts only on macOS; this is '
-                f'{platform.system()}: ONNX Runtime and PyTorch are compared '
-                f'and timed instead')
+                f'{platform.system()}: the other backends and PyTorch are '
+                f'compared and timed instead')
 
     def run(self, path: str, x: torch.Tensor) -> List[np.ndarray]:
         ct = import_coremltools()
