@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 
 from mobileone_mm.deploy.complexity import count_macs, count_params
+from mobileone_mm.deploy.backends import get_backend
+from mobileone_mm.deploy.compare import compare_outputs, forward_tensors
 from mobileone_mm.deploy.latency import (interleaved_blocks, time_runs,
                                          torch_runner)
-from mobileone_mm.deploy.backends.onnxruntime import (export_onnx, onnx_compare, onnx_runner,
-                                      onnx_session)
 from .int8 import (INT8_MODELS, VARIANTS, prepare_int8, session_key,
                    time_int8)
 
@@ -37,26 +37,31 @@ def onnx_path(work_dir: str, name: str) -> str:
 def prepare(model: nn.Module, input_shape: Sequence[int], work_dir: str,
             name: str, backends: Sequence[str] = BACKENDS, macs: bool = True,
             threads: int = 0) -> Tuple[Dict, Dict[str, Callable[[], object]]]:
-    """Params, MACs, the ONNX export and its check for one model; returns
-    the report row and one timing closure per backend (input preallocated)."""
+    """Params, MACs, each deploy backend's export and its check for one
+    model (``backends``: ``'torch'`` and names of
+    :mod:`mobileone_mm.deploy.backends`); returns the report row and one
+    timing closure per backend (input preallocated)."""
     model.eval()
     row = dict(params=count_params(model),
                macs=count_macs(model, input_shape) if macs else None,
                latency_ms={})
     runners = {}
     torch.manual_seed(0)
-    if 'torch' in backends:
-        runners['torch'] = torch_runner(model, input_shape)
-    if 'onnxruntime' in backends:
-        path = export_onnx(model, torch.rand(*input_shape),
-                           onnx_path(work_dir, name))
-        session = onnx_session(path, threads)
+    for key in backends:
+        if key == 'torch':  # PyTorch eager: the model itself
+            runners['torch'] = torch_runner(model, input_shape)
+            continue
+        backend = get_backend(key)
+        path = backend.export(model, torch.rand(*input_shape),
+                              onnx_path(work_dir, name)[:-len('.onnx')])
         # random weights: outputs can be large (summed train-time branches),
         # so the diff is also given relative to the largest output
-        check = onnx_compare(session, model, torch.rand(*input_shape))
-        row['onnxruntime_max_abs_diff'] = check['max_abs_diff']
-        row['onnxruntime_max_rel_diff'] = check['max_rel_diff']
-        runners['onnxruntime'] = onnx_runner(session, input_shape)
+        x = torch.rand(*input_shape)
+        check = compare_outputs(backend.run(path, x),
+                                forward_tensors(model, x))
+        row[f'{key}_max_abs_diff'] = check['max_abs_diff']
+        row[f'{key}_max_rel_diff'] = check['max_rel_diff']
+        runners[key] = backend.runner(path, input_shape, threads)
     return row, runners
 
 

@@ -10,7 +10,8 @@ mmseg's ``decode_head.predict_by_feat`` + ``postprocess_result``, mmpretrain's
 ``head._get_predictions``. Only the glue between them is written here.
 """
 import copy
-from typing import Callable, Dict, List, Optional
+import os.path as osp
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +23,6 @@ from mmengine.runner import Runner
 
 from mobileone_mm.utils.errors import UserError
 from .compare import flatten
-from .quantization.calibration import DataNotFound, check_shape, data_location
 
 __all__ = ['PRIMARY_METRICS', 'build_test_loader', 'evaluate',
            'half_predictor', 'ort_predictor',
@@ -34,6 +34,36 @@ __all__ = ['PRIMARY_METRICS', 'build_test_loader', 'evaluate',
 Predictor = Callable[[torch.Tensor, list], list]
 # The headline metric of each task's evaluator, in the order looked for.
 PRIMARY_METRICS = ('coco/bbox_mAP', 'accuracy/top1', 'mIoU')
+
+
+class DataNotFound(UserError):
+    """The config names no data set, or its files are missing."""
+
+
+def innermost_dataset(dataset: dict) -> dict:
+    """The dataset config that owns the pipeline (wrappers such as
+    ``RepeatDataset`` or ``ClassBalancedDataset`` nest it in ``dataset``)."""
+    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'),
+                                                   dict):
+        dataset = dataset['dataset']
+    return dataset
+
+
+def data_location(dataset: dict) -> str:
+    """Where a dataset config reads from (for error messages)."""
+    inner = innermost_dataset(dataset)
+    root = inner.get('data_root') or ''
+    ann = inner.get('ann_file') or ''
+    return osp.join(root, ann) if ann else (root or '<no data_root>')
+
+
+def check_shape(x: np.ndarray, input_shape: Sequence[int], what: str) -> None:
+    if tuple(x.shape[1:]) != tuple(input_shape[1:]):
+        raise UserError(
+            f'{what} come out of the test pipeline at {tuple(x.shape[2:])} '
+            f'but the model is exported at {tuple(input_shape[2:])}: make '
+            f'the test pipeline resize to the config\'s input size '
+            f'(input_size/crop_size)')
 
 
 def task_of(model: nn.Module) -> str:

@@ -287,15 +287,21 @@ def full_model_section(exporter, cfg: Config, model: nn.Module,
     for name in predictions:
         net = timed.get(f'{name}_network')
         if net:
-            whole, alone = section[name]['latency_ms']['min'], \
-                net['latency_ms']['min']
+            whole = section[name]['latency_ms_by_threads']
+            alone = net['latency_ms_by_threads']
+            share = {n: whole[n]['min'] / alone[n]['min'] - 1 for n in alone}
             section[name].update(
                 network_latency_ms=net['latency_ms'],
-                network_latency_ms_by_threads=net['latency_ms_by_threads'],
-                postprocess_share=(whole - alone) / alone)
+                network_latency_ms_by_threads=alone,
+                postprocess_share_by_threads=share,
+                postprocess_share=share[max(share, key=int)])
+    unfused_by = timed.get('unfused', {}).get('latency_ms_by_threads', {})
     section['torch'] = dict(
         latency_ms=dict(unfused=timed.get('unfused', {}).get('latency_ms'),
-                        fused=timed['fused']['latency_ms']))
+                        fused=timed['fused']['latency_ms']),
+        latency_ms_by_threads={
+            n: dict(unfused=unfused_by.get(n), fused=stats)
+            for n, stats in timed['fused']['latency_ms_by_threads'].items()})
     exporter.log('checking the predictions against '
                  + ('mmdet' if task_of(model) == 'detection' else 'mmseg'))
     check = check_detector if isinstance(graph, DetectorGraph) \

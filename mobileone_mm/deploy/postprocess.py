@@ -1,6 +1,6 @@
 """The whole detector or segmentor as one traceable torch graph, image in,
 decoded predictions out: what the complete Core ML model runs
-(:mod:`mobileone_mm.deploy.backends.coreml_full`), and what ONNX Runtime and PyTorch
+(:mod:`mobileone_mm.deploy.backends.coreml.complete`), and what ONNX Runtime and PyTorch
 run to check it against mmdet's and mmseg's own predictions on Linux.
 
 - :class:`DetectorGraph`: normalization, the fused network, mmdet's anchors

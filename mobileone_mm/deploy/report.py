@@ -144,9 +144,13 @@ def _checks_lines(name: str, section: dict, backends) -> List[str]:
         if 'chain' in sub:
             lines.append(f'  {_verdict(sub)}')
         if sub.get('postprocess_share') is not None:
+            shares = sub.get('postprocess_share_by_threads') or {}
+            per = ', '.join(f'{100 * v:.1f} % with {n} thread(s)'
+                            for n, v in sorted(shares.items(),
+                                               key=lambda kv: int(kv[0])))
             lines.append(f'  decoding + NMS inside the graph: '
-                         f'{100 * sub["postprocess_share"]:.1f} % of the '
-                         f'network\'s time')
+                         + (per or f'{100 * sub["postprocess_share"]:.1f} %')
+                         + ' of the network\'s time (min against min)')
     return lines
 
 

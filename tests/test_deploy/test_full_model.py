@@ -103,6 +103,8 @@ def test_deploy_complete_detector(tmp_path):
     assert app['classes'] == ['square', 'circle', 'triangle']
     assert ncnn['postprocess_share'] == pytest.approx(
         ncnn['latency_ms']['min'] / ncnn['network_latency_ms']['min'] - 1)
+    assert set(ncnn['postprocess_share_by_threads']) == {'1', '2'}
+    assert set(full['torch']['latency_ms_by_threads']) == {'1', '2'}
     assert any('ncnn' in d for d in full['differences'])
     if platform.system() != 'Darwin':
         assert coreml['macos_check'] is None and coreml['latency_ms'] is None

@@ -16,6 +16,8 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DATASETS
 
 from mobileone_mm.utils.errors import UserError
+from ..evaluation import (DataNotFound, check_shape, data_location,
+                          innermost_dataset)
 
 __all__ = ['DataNotFound', 'SPLITS', 'RANDOM_CALIBRATION', 'calibration_data',
            'calibration_dataset', 'calibration_indices', 'preprocess',
@@ -25,19 +27,6 @@ SPLITS = ('train', 'val')
 RANDOM_CALIBRATION = ('calibrating on RANDOM input (no checkpoint and no '
                       'data): the int8 model is only good for latency; its '
                       'accuracy and per-layer errors mean nothing')
-
-
-class DataNotFound(UserError):
-    """The config names no data set, or its files are missing."""
-
-
-def _innermost(dataset: dict) -> dict:
-    """The dataset config that owns the pipeline (wrappers such as
-    ``RepeatDataset`` or ``ClassBalancedDataset`` nest it in ``dataset``)."""
-    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'),
-                                                   dict):
-        dataset = dataset['dataset']
-    return dataset
 
 
 def calibration_dataset(cfg: Config, split: str = 'train') -> ConfigDict:
@@ -53,21 +42,13 @@ def calibration_dataset(cfg: Config, split: str = 'train') -> ConfigDict:
                         f'test_dataloader to draw calibration images from; '
                         f'add them, or pass --calib-split val')
     dataset = copy.deepcopy(loader['dataset'])
-    inner = _innermost(dataset)
-    test_inner = _innermost(test_loader['dataset'])
+    inner = innermost_dataset(dataset)
+    test_inner = innermost_dataset(test_loader['dataset'])
     if 'pipeline' not in test_inner:
         raise UserError('the config\'s test_dataloader.dataset has no '
                         'pipeline: calibration uses the test pipeline')
     inner['pipeline'] = copy.deepcopy(test_inner['pipeline'])
     return dataset
-
-
-def data_location(dataset: dict) -> str:
-    """Where a dataset config reads from (for error messages)."""
-    inner = _innermost(dataset)
-    root = inner.get('data_root') or ''
-    ann = inner.get('ann_file') or ''
-    return osp.join(root, ann) if ann else (root or '<no data_root>')
 
 
 def build_dataset(dataset: dict, split: str):
@@ -100,15 +81,6 @@ def preprocess(model: nn.Module, samples: Sequence[dict]) -> torch.Tensor:
     with torch.no_grad():
         data = model.data_preprocessor(pseudo_collate(list(samples)), False)
     return data['inputs']
-
-
-def check_shape(x: np.ndarray, input_shape: Sequence[int], what: str) -> None:
-    if tuple(x.shape[1:]) != tuple(input_shape[1:]):
-        raise UserError(
-            f'{what} come out of the test pipeline at {tuple(x.shape[2:])} '
-            f'but the model is exported at {tuple(input_shape[2:])}: make '
-            f'the test pipeline resize to the config\'s input size '
-            f'(input_size/crop_size)')
 
 
 def dataset_batches(cfg: Config, model: nn.Module, split: str, n: int,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..backends.coreml import _quiet, export_coreml
+from ..backends.coreml.program import _quiet, export_coreml
 from ..compare import FlatOutputs
 from ..evaluation import postprocess, unflatten
 
@@ -54,7 +54,7 @@ class QuantizedNetwork(nn.Module):
     """The finalized int8 graph with the fused model's interface:
     ``mode='tensor'`` gives the raw outputs nested as the fused model
     nests them, ``mode='predict'`` post-processes them with its heads
-    (:func:`.ort_eval.postprocess`); ``data_preprocessor`` is the fused
+    (:func:`mobileone_mm.deploy.evaluation.postprocess`); ``data_preprocessor`` is the fused
     model's. Only what evaluation and the report use."""
 
     def __init__(self, graph: nn.Module, fused: nn.Module,

@@ -31,7 +31,7 @@ from mmcv.cnn import fuse_conv_bn
 
 from mobileone_mm.utils.errors import UserError
 from ..compare import forward_tensors
-from ..backends.coreml import (_load_spec, _quiet, coreml_ops, export_coreml,
+from ..backends.coreml.program import (_load_spec, _quiet, coreml_ops, export_coreml,
                      import_coremltools)
 
 __all__ = ['COMPRESSIONS', 'METRIC_SOURCE', 'VARIANTS', 'WEIGHT_THRESHOLD',

@@ -27,7 +27,7 @@ Choices (ONNX Runtime's quantization guide, "Data type selection"):
 - ReLU/Clip after a conv are removed (ONNX Runtime's default): the
   output's quantized range [0, max] does their work. Keeping them
   (``QDQKeepRemovableActivations``) only adds a Q/DQ pair per activation;
-  ``quant_error`` accounts for the removal.
+  ``error`` accounts for the removal.
 
 Speed on x86 (ONNX Runtime 1.32, fused S0 at 224x224, measured on a 2-core
 AMD EPYC Zen 2 with AVX2 and FMA, no AVX-512 or VNNI; README, Benchmarks):

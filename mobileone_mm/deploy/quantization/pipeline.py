@@ -1,12 +1,12 @@
 """``tools/quantize.py`` as a Python API: fuse a config's model exactly as
 the deploy tool does (``build_for_deploy`` with strict loading, then
 ``reparameterize``), export the whole network (``mode='tensor'``) to fp32
-ONNX, quantize it to int8 with ONNX Runtime (:mod:`.quantize`) on images
+ONNX, quantize it to int8 with ONNX Runtime (:mod:`.onnxruntime_int8`) on images
 from the config's own pipeline (:mod:`.calibration`), measure the per-layer
-SNR (:mod:`.quant_error`), time fp32 against int8 side by side, optionally
-evaluate the config's test set for PyTorch, fp32 and int8 (:mod:`.ort_eval`),
+SNR (:mod:`.error`), time fp32 against int8 side by side, optionally
+evaluate the config's test set for PyTorch, fp32 and int8 (:mod:`..evaluation`),
 add the Core ML compression section, and write ``quant_report.json``
-(:mod:`.quant_report`). This module only orchestrates."""
+(:mod:`.report`). This module only orchestrates."""
 import copy
 import os
 import os.path as osp

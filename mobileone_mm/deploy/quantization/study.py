@@ -9,7 +9,7 @@ weights per tensor or per output channel, ranges by min-max, entropy or
 percentile calibration, all on the same calibration images (the config's
 training images through its test pipeline). PyTorch (fused), ONNX Runtime
 fp32 and every int8 model then see the same preprocessed test batches, and
-the config's own evaluator scores each (:func:`.ort_eval.evaluate`), so the
+the config's own evaluator scores each (:func:`mobileone_mm.deploy.evaluation.evaluate`), so the
 drops below are differences of one evaluation, not of separate runs. The
 per-layer SNR of the default variant (per channel, min-max) names the
 layers that lose the most.

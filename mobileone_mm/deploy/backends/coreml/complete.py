@@ -32,10 +32,11 @@ import torch.nn as nn
 from mmcv.cnn import fuse_conv_bn
 from PIL import Image
 
-from .coreml import COMPUTE_UNITS, _quiet, import_coremltools, \
-    torch_conv_weights
-from ..latency import measure_latency
-from ..postprocess import DetectorGraph, SegmentorGraph, coreml_style_nms
+from .program import (COMPUTE_UNITS, _quiet, import_coremltools,
+                      torch_conv_weights)
+
+from ...latency import measure_latency
+from ...postprocess import DetectorGraph, SegmentorGraph, coreml_style_nms
 
 RAW_OUTPUTS = ('raw_confidence', 'raw_coordinates')
 DETECTOR_OUTPUTS = ('confidence', 'coordinates')

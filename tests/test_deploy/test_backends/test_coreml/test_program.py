@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mobileone_mm.deploy.backends import coreml
+from mobileone_mm.deploy.backends.coreml import program as coreml
 from mobileone_mm.models import MobileOne
 from mobileone_mm.utils.errors import UserError
 
-from ..conftest import S0_BLOCKS, TINY_SE_ARCH, fused_backbone
+from ...conftest import S0_BLOCKS, TINY_SE_ARCH, fused_backbone
 
 X = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 

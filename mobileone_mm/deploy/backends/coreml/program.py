@@ -18,9 +18,8 @@ import torch
 import torch.nn as nn
 
 from mobileone_mm.utils.errors import UserError
-from ..compare import FlatOutputs, compare_outputs, forward_tensors
-from ..latency import measure_latency
-from .base import Backend
+from ...compare import FlatOutputs, compare_outputs, forward_tensors
+from ...latency import measure_latency
 
 PRECISIONS = ('fp32', 'fp16')
 # ML programs need iOS 15 / macOS 12 at least: the default, the widest reach
@@ -191,80 +190,3 @@ def coreml_compare(path: str, model: nn.Module,
     return compare_outputs([out[f'output{i}'] for i in range(len(out))],
                            forward_tensors(model.eval(), x))
 
-
-class CoreMLBackend(Backend):
-    """Core ML ML programs (iOS 15+/macOS 12+), converted by coremltools.
-    They are written and read back on any OS; only macOS runs them."""
-    name, title = 'coreml', 'Core ML'
-    quantization = ('fp16, 8/6/4-bit weight palettes and a8w8 '
-                    '(coremltools.optimize)')
-    conv_ops, add_ops = ('conv', ), ('add', )
-    modules = ('coremltools', )
-
-    def missing(self) -> Optional[str]:
-        try:
-            import_coremltools()
-        except UserError as err:
-            return str(err)
-        return None
-
-    def describe(self, options) -> dict:
-        return dict(precision=options.precision,
-                    minimum_deployment_target=options.target,
-                    compute_units=options.compute_units)
-
-    def export(self, model: nn.Module, example: torch.Tensor, stem: str,
-               options=None) -> str:
-        precision = getattr(options, 'precision', 'fp32')
-        target = getattr(options, 'target', 'iOS15')
-        return export_coreml(model, example, f'{stem}.mlpackage', precision,
-                             target)
-
-    def ops(self, path: str) -> Dict[str, int]:
-        return coreml_ops(path)
-
-    def cannot_run(self) -> Optional[str]:
-        if platform.system() == 'Darwin':
-            return None
-        return (f'Core ML predicts only on macOS; this is '
-                f'{platform.system()}: the other backends and PyTorch are '
-                f'compared and timed instead')
-
-    def run(self, path: str, x: torch.Tensor) -> List[np.ndarray]:
-        ct = import_coremltools()
-        out = ct.models.MLModel(path).predict({'input': x.numpy()})
-        return [np.asarray(out[f'output{i}']) for i in range(len(out))]
-
-    def runner(self, path: str, input_shape: Sequence[int],
-               threads: int = 0):
-        """Core ML chooses its own threads and units (``threads`` is not
-        Core ML's to set): timed as it runs on the device."""
-        ct = import_coremltools()
-        mlmodel = ct.models.MLModel(path)  # load (compile)
-        feed = {'input': np.random.rand(*input_shape).astype(np.float32)}
-        return lambda: mlmodel.predict(feed)
-
-    def complete(self, exporter, graph: nn.Module, image: torch.Tensor,
-                 labels: Sequence[str]) -> Optional[dict]:
-        """The complete Core ML model (detector: a pipeline with Core ML's
-        NonMaximumSuppression), read back and checked; on macOS also run
-        against PyTorch and timed."""
-        from .coreml_full import (check_package, coreml_compare_full,
-                                  coreml_latency_full, export_complete)
-        o = exporter.options
-        path = osp.join(exporter.work_dir, 'model.mlpackage')
-        kind = type(graph).__name__[:-len('Graph')].lower()
-        exporter.log(f'Core ML: converting the complete {kind} '
-                     f'({o.precision}, {o.target})')
-        export_complete(graph, image, path, labels, o.precision, o.target)
-        section = dict(path=path, precision=o.precision,
-                       minimum_deployment_target=o.target,
-                       **check_package(path, graph, image, labels,
-                                       o.precision))
-        section['macos_check'] = coreml_compare_full(
-            path, graph, image, o.precision, o.compute_units)
-        latency, note = coreml_latency_full(path, graph, image, o.runs,
-                                            o.compute_units)
-        section.update(latency_ms=latency, compute_units=o.compute_units,
-                       note=note)
-        return section

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mobileone_mm.deploy.backends import coreml_full
-from mobileone_mm.deploy.backends.coreml_full import (check_package, check_weights,
+from mobileone_mm.deploy.backends.coreml import complete as coreml_full
+from mobileone_mm.deploy.backends.coreml.complete import (check_package, check_weights,
                                              coreml_compare_full,
                                              coreml_latency_full,
                                              export_complete, inspect_package,
@@ -16,7 +16,7 @@ from mobileone_mm.deploy.backends.coreml_full import (check_package, check_weigh
 from mobileone_mm.deploy.full_model import check_image
 from mobileone_mm.deploy.postprocess import build_graph
 
-from ..test_postprocess import (HW, fused_model, tiny_detector_cfg,
+from ...test_postprocess import (HW, fused_model, tiny_detector_cfg,
                                tiny_segmentor_cfg)
 
 LABELS = ['square', 'circle', 'triangle']
