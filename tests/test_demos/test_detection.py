@@ -91,11 +91,17 @@ def test_int8_step_and_summary(shapes_root, tmp_path):
         quant['fp32']['pytorch_metric']['coco/bbox_mAP'], abs=1e-6)
     fused = dict(quant['fp32']['pytorch_metric'])
     summary = detection.summary_json(fused, fused, quant, 9.5, 10.0)
-    assert set(summary) >= {'bbox_mAP', 'latency_ms', 'minutes', 'goal_met'}
-    assert set(summary['bbox_mAP']) >= {'pytorch', 'fused',
-                                        'onnxruntime_int8'}
+    # exactly the fields the README names (write_summary adds 'machine')
+    assert set(summary) == {'bbox_mAP', 'latency_ms', 'minutes',
+                            'yardstick_fused_s0_ms', 'goal', 'goal_met'}
+    assert set(summary['bbox_mAP']) == {
+        'pytorch', 'fused', 'onnxruntime_fp32', 'onnxruntime_int8', 'ncnn',
+        'ncnn_fp16', 'pytorch_fp16'}
     assert summary['bbox_mAP']['onnxruntime_int8'] == \
         quant['int8']['metric']['coco/bbox_mAP']
+    # int8 of the same weights, per-channel min-max: close to fp32's mAP
+    assert summary['bbox_mAP']['onnxruntime_int8'] == pytest.approx(
+        summary['bbox_mAP']['onnxruntime_fp32'], abs=0.05)
     assert summary['latency_ms'] == dict(
         onnxruntime_fp32=quant['fp32']['latency_ms']['min'],
         onnxruntime_int8=quant['int8']['latency_ms']['min'],
@@ -108,6 +114,7 @@ def test_int8_step_and_summary(shapes_root, tmp_path):
         'goal_met']
     path = write_summary(summary, str(tmp_path))
     saved = json.loads(open(path).read())
+    assert set(saved) == set(summary) | {'machine'}
     assert saved['bbox_mAP'] == summary['bbox_mAP']
     assert saved['machine']['cores'] == os.cpu_count()
 

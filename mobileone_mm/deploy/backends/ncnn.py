@@ -78,13 +78,16 @@ def param_layers(path: str) -> List[Tuple[str, str, List[str], List[str],
     outputs, params)`` each.
 
     Example:
-        >>> import io, tempfile
-        >>> with tempfile.NamedTemporaryFile('w', suffix='.param',
-        ...                                  delete=False) as f:
+        >>> folder = tempfile.mkdtemp()
+        >>> path = osp.join(folder, 'x.param')
+        >>> with open(path, 'w') as f:
         ...     _ = f.write('7767517\\n2 2\\nInput in0 0 1 in0\\n'
         ...                 'BinaryOp add_0 2 1 in0 in0 out0 0=0\\n')
-        >>> [(t, ins, p) for t, _, ins, _, p in param_layers(f.name)]
+        >>> [(t, ins, p) for t, _, ins, _, p in param_layers(path)]
         [('Input', [], {}), ('BinaryOp', ['in0', 'in0'], {'0': '0'})]
+        >>> param_ops(path)
+        {'BinaryOp.add': 1, 'Input': 1}
+        >>> shutil.rmtree(folder)
     """
     with open(path) as f:
         lines = [ln.split() for ln in f.read().splitlines()[2:] if ln.strip()]
