@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mobileone_mm.deploy.compare import RTOL, compare_models
 from mobileone_mm.models import LinearClassifier, MobileOne
 
 from .apple_reference import AppleMobileOne
@@ -21,6 +22,23 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.data.copy_(torch.randn(shape, generator=gen).to(dtype))
                 m.bias.data.copy_(torch.randn(shape, generator=gen).to(dtype))
     return model
+
+
+def fusion_check(model: nn.Module, fused: nn.Module, x: torch.Tensor,
+                 rtol: float = RTOL) -> dict:
+    """The fused model's raw outputs against the unfused model run branch by
+    branch (``compare_models``: the unfused blocks forced to
+    ``branch_impl='reference'``), never against the unfused model's eval
+    form, which computes its kernel with the same algebra as the fusion.
+    Every fusion test compares through this, so an error in the shared
+    fusion algebra fails them (tests/test_deploy/test_fusion_checks.py)."""
+    return compare_models(fused, model, x, rtol)
+
+
+def assert_fused_matches_branches(model: nn.Module, fused: nn.Module,
+                                  x: torch.Tensor, rtol: float = RTOL) -> None:
+    check = fusion_check(model, fused, x, rtol)
+    assert check['ok'], check
 
 
 def classifier(backbone: nn.Module, num_classes: int = 1000) -> nn.Module:

@@ -129,11 +129,19 @@ def stage(msg: str) -> None:
     print(f'\n=== {msg}', flush=True)
 
 
+#: The unfused model's evaluation runs every branch as trained
+#: (``branch_impl='reference'``), not its eval form, which computes the fused
+#: kernel with the fusion's own algebra: so fused = unfused is a real check.
+PER_BRANCH = {'model.backbone.branch_impl': 'reference'}
+UNFUSED_FORM = 'per branch (branch_impl=reference)'
+
+
 def train_and_evaluate(config: str, name: str, work_dir: str, options: dict,
                        timings: Dict[str, float], first: int,
                        total: int) -> Tuple[str, dict, dict]:
-    """Train ``config`` from scratch, evaluate it, then evaluate its fused
-    copy (``tools/test.py --deploy``); stages ``first``..``first + 2`` of
+    """Train ``config`` from scratch, evaluate it branch by branch
+    (:data:`PER_BRANCH`), then evaluate its fused copy (``tools/test.py
+    --deploy``); stages ``first``..``first + 2`` of
     ``total``, writing under ``work_dir`` (claimed by
     :func:`prepare_folders`). Returns the checkpoint and both metric dicts."""
     stage(f'{first}/{total} train {name} from scratch ({config})')
@@ -144,10 +152,10 @@ def train_and_evaluate(config: str, name: str, work_dir: str, options: dict,
     timings['train'] = time.time() - t
 
     stage(f'{first + 1}/{total} evaluate the trained (unfused) model on the '
-          'held-out split')
+          'held-out split, branch by branch')
     t = time.time()
     unfused = test(config, checkpoint, work_dir=osp.join(work_dir, 'test'),
-                   cfg_options=options)
+                   cfg_options=dict(options, **PER_BRANCH))
     timings['eval'] = time.time() - t
 
     stage(f'{first + 2}/{total} fuse the branches (switch_to_deploy) and '

@@ -23,7 +23,7 @@ from mobileone_mm.deploy.quantization.pipeline import (QuantizeOptions,
                                                 quantize_config)
 from mobileone_mm.deploy.quantization.report import format_quant_report
 from mobileone_mm.utils.paths import config_path
-from .common import (data_options, make_data, prepare_folders,
+from .common import (UNFUSED_FORM, data_options, make_data, prepare_folders,
                      print_timings, save_grid, stage, train_and_evaluate,
                      write_summary, yardstick_ms)
 
@@ -152,6 +152,7 @@ def summary_json(unfused: dict, fused: dict, quant: dict, minutes: float,
                         onnxruntime_int8=quant['int8']['latency_ms']['min'],
                         ncnn=ncnn.get('latency_ms'),
                         ncnn_network=ncnn.get('network_latency_ms')),
+        unfused_form=UNFUSED_FORM,
         minutes=minutes,
         yardstick_fused_s0_ms=yardstick,
         goal=dict(bbox_mAP=GOAL_MAP, minutes=GOAL_MINUTES),
@@ -164,7 +165,8 @@ def _print_summary(summary: Dict, num_val: int, export_dir: str) -> None:
     print_timings(summary['timings'], summary['yardstick_fused_s0_ms'])
     maps, lat = summary['bbox_mAP'], summary['latency_ms']
     unfused, fused = maps['pytorch'], maps['fused']
-    print(f'bbox mAP (held-out {num_val} images): unfused {unfused:.3f}, '
+    print(f'bbox mAP (held-out {num_val} images): unfused '
+          f'{unfused:.3f} ({summary["unfused_form"]}), '
           f'fused {fused:.3f} ({"same" if unfused == fused else "DIFFERENT"})'
           f', ONNX Runtime int8 {maps["onnxruntime_int8"]:.3f} '
           f'(fp32 {maps["onnxruntime_fp32"]:.3f})')

@@ -20,7 +20,7 @@ from mobileone_mm.datasets import generate_shapes, write_voc_layout
 from mobileone_mm.datasets.shapes import shape_size_range
 from mobileone_mm.deploy import reparameterize
 from mobileone_mm.utils.paths import config_path
-from .common import (data_options, make_data, prepare_folders,
+from .common import (UNFUSED_FORM, data_options, make_data, prepare_folders,
                      print_timings, save_grid, stage, train_and_evaluate,
                      write_summary, yardstick_ms)
 
@@ -72,7 +72,8 @@ def _print_summary(summary: Dict, num_val: int) -> None:
     minutes = summary['minutes']
     same = 'same' if unfused == fused else 'DIFFERENT'
     print(f'mIoU (held-out {num_val} images, 4 classes incl. background): '
-          f'unfused {unfused:.4f}, fused {fused:.4f} ({same})')
+          f'unfused {unfused:.4f} ({summary["unfused_form"]}), fused '
+          f'{fused:.4f} ({same})')
     print(f'total {minutes:.1f} min; goal mIoU >= {GOAL_MIOU} in <= '
           f'{GOAL_MINUTES:.0f} min: '
           f'{"met" if summary["goal_met"] else "NOT met"}')
@@ -113,7 +114,7 @@ def run(work_dir: str = 'work_dirs/demo_seg',
     minutes = (time.time() - start) / 60
     # mmseg's IoUMetric reports percentages
     miou = dict(pytorch=unfused['mIoU'] / 100, fused=fused['mIoU'] / 100)
-    summary = dict(mIoU=miou, minutes=minutes,
+    summary = dict(mIoU=miou, unfused_form=UNFUSED_FORM, minutes=minutes,
                    yardstick_fused_s0_ms=yardstick_ms(),
                    goal=dict(mIoU=GOAL_MIOU, minutes=GOAL_MINUTES),
                    goal_met=bool(miou['fused'] >= GOAL_MIOU

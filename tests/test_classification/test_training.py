@@ -157,8 +157,11 @@ def test_fused_evaluation_equals_unfused(trained, imagenet_root, tmp_path):
                fused_ckpt)
     options = data_options(imagenet_root)
 
+    # the reference: the unfused model run branch by branch
     ref = run_test(str(S0), str(unfused_ckpt), work_dir=str(tmp_path / 'a'),
-                   out=str(tmp_path / 'a.pkl'), cfg_options=as_dict(options))
+                   out=str(tmp_path / 'a.pkl'),
+                   cfg_options=dict(as_dict(options), **{
+                       'model.backbone.branch_impl': 'reference'}))
     deployed = run_test(str(S0_DEPLOY), str(fused_ckpt),
                         work_dir=str(tmp_path / 'c'),
                         out=str(tmp_path / 'c.pkl'),

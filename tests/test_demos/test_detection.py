@@ -92,8 +92,10 @@ def test_int8_step_and_summary(shapes_root, tmp_path):
     fused = dict(quant['fp32']['pytorch_metric'])
     summary = detection.summary_json(fused, fused, quant, 9.5, 10.0)
     # exactly the fields the README names (write_summary adds 'machine')
-    assert set(summary) == {'bbox_mAP', 'latency_ms', 'minutes',
-                            'yardstick_fused_s0_ms', 'goal', 'goal_met'}
+    assert set(summary) == {'bbox_mAP', 'latency_ms', 'unfused_form',
+                            'minutes', 'yardstick_fused_s0_ms', 'goal',
+                            'goal_met'}
+    assert summary['unfused_form'] == 'per branch (branch_impl=reference)'
     assert set(summary['bbox_mAP']) == {
         'pytorch', 'fused', 'onnxruntime_fp32', 'onnxruntime_int8', 'ncnn',
         'ncnn_fp16', 'pytorch_fp16'}

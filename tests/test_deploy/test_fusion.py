@@ -14,7 +14,7 @@ from mobileone_mm.deploy.fusion import (FusionCheckFailed, count_unfused,
 from mobileone_mm.models import MobileOne
 from mobileone_mm.utils.errors import UserError
 
-from ..utils import randomize_bn
+from ..utils import assert_fused_matches_branches, randomize_bn
 from .conftest import CLS_S0
 
 SMALL = dict(input_size=64)  # the config's check input: 64x64, not 224
@@ -63,9 +63,7 @@ def test_fuse_checkpoint_writes_a_checked_fused_checkpoint(trained, tmp_path):
     cfg = load_config(str(CLS_S0), dict(model=dict(backbone=dict(deploy=True))))
     fused = build_model(cfg, str(out))
     x = torch.rand(1, 3, 64, 64)
-    for a, b in zip(forward_tensors(model, x), forward_tensors(fused, x)):
-        torch.testing.assert_close(b, a, rtol=1e-4,
-                                   atol=1e-4 * a.abs().max().item())
+    assert_fused_matches_branches(model, fused, x)
     assert sorted(os.listdir(out.parent)) == ['fused.pth']  # no temporary
 
 
