@@ -7,7 +7,7 @@ as extra convs and the adds that sum them, whatever the backend, so the op
 counts read from the Core ML program or the ONNX graph are a proof that does
 not trust the PyTorch side.
 """
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple, Union
 
 import torch.nn as nn
 
@@ -30,15 +30,29 @@ def chain_expectation(backbone: nn.Module) -> Dict[str, int]:
     return dict(blocks=blocks, se_blocks=se, convs=blocks + 2 * se, adds=0)
 
 
+def count_ops(ops: Dict[str, int], names: Union[str, Sequence[str]]) -> int:
+    """How many of ``ops`` are called any of ``names``.
+
+    Example:
+        >>> count_ops({'Convolution': 2, 'ConvolutionDepthWise': 1, 'Input': 1},
+        ...           ('Convolution', 'ConvolutionDepthWise'))
+        3
+    """
+    names = (names, ) if isinstance(names, str) else names
+    return sum(ops.get(name, 0) for name in names)
+
+
 def branch_free(ops: Dict[str, int], expected: Dict[str, int],
-                conv: str = 'conv', add: str = 'add') -> Tuple[bool, str]:
+                conv: Union[str, Sequence[str]] = 'conv',
+                add: Union[str, Sequence[str]] = 'add') -> Tuple[bool, str]:
     """Do the exported program's op counts prove a plain chain?
 
     Args:
         ops: Op counts of the exported program (``coreml_ops``/``onnx_ops``).
         expected: :func:`chain_expectation` of the fused backbone.
-        conv: The backend's name of a convolution (``'Conv'`` in ONNX).
-        add: The backend's name of an addition (``'Add'`` in ONNX).
+        conv: The backend's name(s) of a convolution (``'Conv'`` in ONNX;
+            ncnn has two: ``Convolution``, ``ConvolutionDepthWise``).
+        add: The backend's name(s) of an addition (``'Add'`` in ONNX).
 
     Returns:
         ``(verdict, reason)``.
@@ -50,7 +64,8 @@ def branch_free(ops: Dict[str, int], expected: Dict[str, int],
         >>> branch_free({'conv': 46, 'add': 4}, expected)[0]
         False
     """
-    convs, adds = ops.get(conv, 0), ops.get(add, 0)
+    convs, adds = count_ops(ops, conv), count_ops(ops, add)
+    conv, add = (n if isinstance(n, str) else '/'.join(n) for n in (conv, add))
     if convs == expected['convs'] and adds == 0:
         return True, (f'{convs} {conv} = {expected["blocks"]} fused blocks'
                       + (f' + 2 x {expected["se_blocks"]} SE'

@@ -35,7 +35,8 @@ from .compare import DIFF_KEYS, compare_models, compare_outputs, \
     forward_tensors
 from .full_model import full_model_section
 from .fusion import count_unfused, reparameterize
-from .latency import interleaved_latency, torch_runner, torch_threads
+from .latency import (interleaved_latency, torch_runner, torch_section,
+                      torch_threads)
 from .model_setup import backbone_of, build_for_deploy, whole_backbone
 from .report import conclude, write_report
 
@@ -154,9 +155,8 @@ def _config(config: Union[str, Config],
 def _chain(section: dict, backend, expected: Optional[dict]) -> None:
     """The branch-free verdict of an exported backbone from its op counts."""
     if expected is not None:
-        convs, adds = backend.chain_counts(section['ops'])
-        conv, add = '/'.join(backend.conv_ops), '/'.join(backend.add_ops)
-        ok, why = branch_free({conv: convs, add: adds}, expected, conv, add)
+        ok, why = branch_free(section['ops'], expected, backend.conv_ops,
+                              backend.add_ops)
         section.update(branch_free=ok, chain=why)
 
 
@@ -233,16 +233,7 @@ class _Exporter:
         timed = self.time(programs, models)
         for b in programs:
             sections[b].update(timed[b])
-        sections['torch'] = dict(
-            latency_ms=dict(unfused=timed.get('unfused', {}).get(
-                                'latency_ms'),
-                            fused=timed['fused']['latency_ms']),
-            latency_ms_by_threads={
-                n: dict(unfused=timed.get('unfused', {}).get(
-                            'latency_ms_by_threads', {}).get(n),
-                        fused=stats)
-                for n, stats in timed['fused']['latency_ms_by_threads'].items()
-            })
+        sections['torch'] = torch_section(timed)
         return sections
 
 

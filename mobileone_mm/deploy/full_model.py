@@ -25,6 +25,7 @@ from mmengine.structures import InstanceData
 
 from .backends import BACKEND_NAMES, get_backend
 from .compare import RTOL
+from .latency import torch_section
 from .postprocess import (DetectorGraph, Normalization, SegmentorGraph,
                           build_graph, class_names, task_of)
 
@@ -295,13 +296,7 @@ def full_model_section(exporter, cfg: Config, model: nn.Module,
                 network_latency_ms_by_threads=alone,
                 postprocess_share_by_threads=share,
                 postprocess_share=share[max(share, key=int)])
-    unfused_by = timed.get('unfused', {}).get('latency_ms_by_threads', {})
-    section['torch'] = dict(
-        latency_ms=dict(unfused=timed.get('unfused', {}).get('latency_ms'),
-                        fused=timed['fused']['latency_ms']),
-        latency_ms_by_threads={
-            n: dict(unfused=unfused_by.get(n), fused=stats)
-            for n, stats in timed['fused']['latency_ms_by_threads'].items()})
+    section['torch'] = torch_section(timed)
     exporter.log('checking the predictions against '
                  + ('mmdet' if task_of(model) == 'detection' else 'mmseg'))
     check = check_detector if isinstance(graph, DetectorGraph) \
@@ -312,17 +307,6 @@ def full_model_section(exporter, cfg: Config, model: nn.Module,
                                                 pred)
     section.update(verification(section))
     return section
-
-
-# Where the complete Core ML detector differs from mmdet by design (Core ML's
-# NonMaximumSuppression spec), stated in every detector report.
-DETECTOR_DIFFERENCES = [
-    "Core ML's NMS labels each box with the argmax of its confidences and "
-    'suppresses within a label; mmdet keeps every class above score_thr per '
-    'anchor, so an anchor scoring two classes above it is returned once',
-    "Core ML has no nms_pre (mmdet's per-level top-k before NMS) and no "
-    'min_bbox_size filter: it suppresses among all boxes above the '
-    'confidence threshold']
 
 
 def _package_line(c: dict, system: str) -> str:
@@ -405,12 +389,8 @@ def verification(section: dict) -> dict:
                             + (' (its NMS included)' if c['nms'] else '')
                             + f' and latency: Core ML predicts only on '
                             f'macOS; this is {system}')
-    differences = []
-    if section['task'] == 'detection':
-        for name in section['reference']:
-            if name != 'pytorch':
-                differences += get_backend(name).differences
-        if c:
-            differences += DETECTOR_DIFFERENCES
+    differences = [line for name in BACKEND_NAMES if section.get(name)
+                   for line in get_backend(name).differences] \
+        if section['task'] == 'detection' else []
     return dict(verified=verified, not_verified=not_verified,
                 differences=differences)

@@ -98,3 +98,17 @@ def torch_runner(model: nn.Module,
 def torch_latency(model: nn.Module, input_shape: Sequence[int],
                   runs: int = 1000) -> Dict[str, float]:
     return measure_latency(torch_runner(model, input_shape), runs)
+
+
+def torch_section(timed: Dict[str, Dict]) -> dict:
+    """The report's ``torch`` section from the deploy tool's timings of
+    ``fused`` (and ``unfused``, when there is a train-time model): each
+    ``{'latency_ms': stats, 'latency_ms_by_threads': {threads: stats}}``."""
+    unfused = timed.get('unfused', {})
+    by_threads = unfused.get('latency_ms_by_threads', {})
+    return dict(
+        latency_ms=dict(unfused=unfused.get('latency_ms'),
+                        fused=timed['fused']['latency_ms']),
+        latency_ms_by_threads={
+            n: dict(unfused=by_threads.get(n), fused=stats)
+            for n, stats in timed['fused']['latency_ms_by_threads'].items()})

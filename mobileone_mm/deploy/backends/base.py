@@ -5,8 +5,8 @@ deploy tool, the report, the complete-model export, quantization and the
 benchmark only ask backends by name (:func:`mobileone_mm.deploy.backends.
 get_backend`) and never test which one they hold. What a backend must do:
 
-- ``missing()``: ``None`` when its libraries are installed, else one line
-  naming the fix (``require()`` raises it as a :class:`UserError`);
+- ``require()``: a one-line :class:`UserError` naming the fix when its
+  libraries are missing (``missing()`` returns that line, or ``None``);
 - ``export(model, example, stem, options)``: write the fused network for
   the static shape of ``example`` next to ``stem`` and return the main file;
 - ``ops(path)``: the exported program's operations, counted, which
@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from mobileone_mm.utils.errors import UserError
+from ..chain_check import count_ops
 
 
 class Backend:
@@ -53,20 +54,23 @@ class Backend:
     #: Where this backend's complete detector differs from mmdet by design.
     differences: List[str] = []
 
-    def missing(self) -> Optional[str]:
-        """``None`` if the backend's libraries import, else the fix."""
+    def require(self) -> None:
+        """Raise a one-line :class:`UserError` naming the fix when the
+        backend's libraries (``modules``) are missing."""
         from importlib.util import find_spec
         absent = [m for m in self.modules if find_spec(m) is None]
-        if not absent:
-            return None
-        return (f'the {self.name} backend needs {" and ".join(absent)}: '
-                f'{self.install_hint}, or leave {self.name} out of '
-                f'--backends')
+        if absent:
+            raise UserError(f'the {self.name} backend needs '
+                            f'{" and ".join(absent)}: {self.install_hint}, '
+                            f'or leave {self.name} out of --backends')
 
-    def require(self) -> None:
-        why = self.missing()
-        if why:
-            raise UserError(why)
+    def missing(self) -> Optional[str]:
+        """``None`` if the backend's libraries import, else the fix."""
+        try:
+            self.require()
+        except UserError as err:
+            return str(err)
+        return None
 
     def describe(self, options) -> dict:
         """Settings recorded next to the exported program (e.g. Core ML's
@@ -82,8 +86,7 @@ class Backend:
 
     def chain_counts(self, ops: Dict[str, int]) -> Tuple[int, int]:
         """``(convolutions, additions)`` among ``ops``."""
-        return (sum(ops.get(k, 0) for k in self.conv_ops),
-                sum(ops.get(k, 0) for k in self.add_ops))
+        return count_ops(ops, self.conv_ops), count_ops(ops, self.add_ops)
 
     def cannot_run(self) -> Optional[str]:
         """Why this OS cannot run the program, or ``None``."""

@@ -18,6 +18,7 @@ from mobileone_mm.utils.errors import UserError
 from ..compare import (DIFF_KEYS, RTOL, FlatOutputs, compare_outputs,
                        flatten, forward_tensors)
 from ..latency import measure_latency
+from ..postprocess import DetectorGraph
 from .base import Backend
 
 
@@ -97,12 +98,8 @@ class OnnxRuntimeBackend(Backend):
     quantization = 'int8 QDQ, static calibration (onnxruntime.quantization)'
     conv_ops, add_ops = ('Conv', ), ('Add', )
 
-    def missing(self) -> Optional[str]:
-        try:
-            require_onnx()
-        except UserError as err:
-            return str(err)
-        return None
+    def require(self) -> None:
+        require_onnx()
 
     def export(self, model: nn.Module, example: torch.Tensor, stem: str,
                options=None) -> str:
@@ -126,8 +123,8 @@ class OnnxRuntimeBackend(Backend):
             reference = flatten(graph(image))
         outputs = self.run(path, image)
         check = compare_outputs(outputs, reference)
-        kind = 'scores_boxes' if len(outputs) == 2 else 'class_map'
+        detector = isinstance(graph, DetectorGraph)  # no NMS: raw outputs
         return dict(path=path, ops=self.ops(path),
-                    predictions=(kind, outputs if len(outputs) == 2
-                                 else outputs[0]),
+                    predictions=('scores_boxes', outputs) if detector
+                    else ('class_map', outputs[0]),
                     **{k: check[k] for k in DIFF_KEYS})

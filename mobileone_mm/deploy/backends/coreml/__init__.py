@@ -10,9 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mobileone_mm.utils.errors import UserError
 from ..base import Backend
-from .complete import (check_package, coreml_compare_full,
+from .complete import (DIFFERENCES, check_package, coreml_compare_full,
                        coreml_latency_full, export_complete)
 from .program import (COMPUTE_UNITS, PRECISIONS, TARGETS, coreml_compare,
                       coreml_conv_weights, coreml_latency, coreml_ops,
@@ -28,17 +27,14 @@ class CoreMLBackend(Backend):
     """Core ML ML programs (iOS 15+/macOS 12+), converted by coremltools.
     They are written and read back on any OS; only macOS runs them."""
     name, title = 'coreml', 'Core ML'
+    differences = DIFFERENCES
     quantization = ('fp16, 8/6/4-bit weight palettes and a8w8 '
                     '(coremltools.optimize)')
     conv_ops, add_ops = ('conv', ), ('add', )
     modules = ('coremltools', )
 
-    def missing(self) -> Optional[str]:
-        try:
-            import_coremltools()
-        except UserError as err:
-            return str(err)
-        return None
+    def require(self) -> None:
+        import_coremltools()
 
     def describe(self, options) -> dict:
         return dict(precision=options.precision,

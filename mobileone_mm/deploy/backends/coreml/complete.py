@@ -50,6 +50,16 @@ WEIGHT_RTOL = {'fp32': 1e-5, 'fp16': 1e-3}
 # logits); our choice, not a Core ML figure.
 MACOS_ATOL = {'fp32': 1e-3, 'fp16': 1e-2}
 MACOS_PIXELS = {'fp32': 1e-3, 'fp16': 1e-2}
+# Where the complete Core ML detector differs from mmdet by design (Core ML's
+# NonMaximumSuppression spec), stated in every detector report
+# that has a Core ML model.
+DIFFERENCES = [
+    "Core ML's NMS labels each box with the argmax of its confidences and "
+    'suppresses within a label; mmdet keeps every class above score_thr per '
+    'anchor, so an anchor scoring two classes above it is returned once',
+    "Core ML has no nms_pre (mmdet's per-level top-k before NMS) and no "
+    'min_bbox_size filter: it suppresses among all boxes above the '
+    'confidence threshold']
 
 
 def nms_settings(graph: DetectorGraph) -> dict:
