@@ -162,6 +162,18 @@ def why_unreadable(err: Exception) -> str:
     return f'{type(err).__name__}: {first[:200]}'
 
 
+def load_bytes(data: bytes, name: str, map_location='cpu') -> dict:
+    """:func:`load_file` for a checkpoint already in memory (object storage
+    hands one over as bytes); ``name`` is what the error message names."""
+    import io
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location,
+                          weights_only=True)
+    except Exception as err:  # any reader error means: not a checkpoint
+        raise ConversionError(f'{name}: cannot read as a checkpoint '
+                              f'({why_unreadable(err)})') from err
+
+
 def load_file(path: str, map_location='cpu') -> dict:
     """Read a checkpoint (``torch.save`` file or ``.safetensors``) as data:
     ``weights_only=True`` with the package's allow-list of mmengine's types
@@ -180,4 +192,4 @@ def load_file(path: str, map_location='cpu') -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # any reader error means: not a checkpoint
         raise ConversionError(f'{path}: cannot read as a checkpoint '
-                              f'({why_unreadable(err)})')
+                              f'({why_unreadable(err)})') from err
