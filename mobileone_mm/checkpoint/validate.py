@@ -4,10 +4,10 @@ checkpoint only then (``tools/convert_checkpoint.py``)."""
 import os
 from typing import Dict, Optional
 
-import torch
 from torch import Tensor
 
 from mobileone_mm.models.backbones.mobileone import MobileOne
+from mobileone_mm.utils.atomic import save_torch
 from mobileone_mm.version import __version__
 from .formats import (ConversionError, closest_variant, convert,
                       detect_format, load_file, unwrap)
@@ -75,8 +75,5 @@ def convert_file(src: str, dst: str,
     info = validate(converted)
     meta = dict(src=os.path.basename(src), src_format=src_format,
                 mobileone_mm_version=__version__, **info)
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.tmp{os.getpid()}'
-    torch.save(dict(state_dict=converted, meta=meta), tmp)
-    os.replace(tmp, dst)
+    save_torch(dict(state_dict=converted, meta=meta), dst)
     return meta

@@ -8,7 +8,6 @@ demo before it touches a file, because ``--data-root data/coco`` or
 ``--work-dir ~`` must never cost a user their data.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import shutil
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from mobileone_mm.engine.launch import test, train
+from mobileone_mm.utils.atomic import write_json, write_text
 from mobileone_mm.utils.errors import UserError
 from mobileone_mm.utils.machine import machine
 
@@ -49,10 +49,7 @@ def read_stamp(path: str) -> Optional[str]:
 def write_stamp(path: str, contents: str) -> None:
     """Stamp ``path`` as the demos' own, atomically (a temporary file, then
     ``os.replace``), so that no crash leaves a half-written stamp."""
-    stamp = osp.join(path, STAMP)
-    with open(stamp + '.tmp', 'w') as f:
-        f.write(contents + '\n')
-    os.replace(stamp + '.tmp', stamp)
+    write_text(osp.join(path, STAMP), contents + '\n')
 
 
 def check_folder(path: str, option: str) -> None:
@@ -202,10 +199,7 @@ def print_timings(timings: Dict[str, float],
 def write_summary(summary: dict, work_dir: str) -> str:
     """``work_dir/summary.json`` (atomically), with the machine it ran on."""
     path = osp.join(work_dir, 'summary.json')
-    with open(path + '.tmp', 'w') as f:
-        json.dump(dict(summary, machine=machine()), f, indent=2,
-                  allow_nan=False)
-    os.replace(path + '.tmp', path)
+    write_json(path, dict(summary, machine=machine()), allow_nan=False)
     return path
 
 

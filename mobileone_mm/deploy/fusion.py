@@ -1,7 +1,6 @@
 """Whole-model fusion: one duck-typed walk over any model, and a trained
 checkpoint turned into a checked, fused one."""
 import copy
-import os
 import os.path as osp
 from typing import Optional
 
@@ -9,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from mobileone_mm.apis import build_model, input_shape_from_config, load_config
+from mobileone_mm.utils.atomic import save_torch
 from mobileone_mm.models.backbones.mobileone import MobileOneBlock
 from mobileone_mm.utils.errors import UserError
 from .compare import RTOL, compare_models
@@ -61,15 +61,7 @@ def count_unfused(model: nn.Module) -> int:
                if isinstance(m, MobileOneBlock) and not m.is_fused)
 
 
-def _save_atomically(obj: dict, path: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+_save_atomically = save_torch
 
 
 def describe(check: dict) -> str:

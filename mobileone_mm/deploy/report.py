@@ -8,11 +8,10 @@ backbone's sections ``fusion``, one per backend by its name
 a detector or segmentor with its decoding checks and what was verified on
 this OS: :mod:`mobileone_mm.deploy.full_model`).
 """
-import json
-import os
 import os.path as osp
 from typing import List, Optional
 
+from mobileone_mm.utils.atomic import write_json
 from .backends import get_backend
 from .compare import RTOL
 
@@ -100,14 +99,7 @@ def write_report(report: dict, work_dir: str) -> str:
     """Write ``work_dir/report.json`` (a temporary file, then
     ``os.replace``: never half a report) and note its path in ``report``."""
     path = osp.join(work_dir, 'report.json')
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'w') as f:
-            json.dump(report, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    write_json(path, report)
     report['report_path'] = path
     return path
 

@@ -1,13 +1,14 @@
 """Checkpoints as tools/train.py and tools/test.py handle them: written
 atomically, read as data (``weights_only=True``), and, for ``--resume``
 without a path, the newest one that actually loads."""
-import contextlib
+import errno
 import glob
 import os
 import os.path as osp
 import re
+import shutil
 import sys
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
@@ -15,7 +16,13 @@ from mmengine.hooks import CheckpointHook
 
 from mobileone_mm.checkpoint.formats import ConversionError, load_file
 from mobileone_mm.registry import HOOKS
+from mobileone_mm.utils.atomic import (partial_name, remove_stale_partials,
+                                       replacing, write_text)
 from mobileone_mm.utils.errors import UserError
+
+__all__ = ['AtomicCheckpointHook', 'DiskFullError', 'find_resume_checkpoint',
+           'partial_name', 'read_checkpoint', 'replacing',
+           'resume_candidates', 'save_atomically', 'write_text']
 
 # The names mmengine's CheckpointHook gives by default (by epoch / by iter).
 NUMBERED = re.compile(r'^(?:epoch|iter)_(\d+)\.pth$')
@@ -28,47 +35,55 @@ def warn(message: str) -> None:
     print(f'warning: {message}', file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def replacing(path: str) -> Iterator[str]:
-    """A temporary name next to ``path`` to write to; once the block ends
-    the file is flushed to disk and renamed onto ``path`` (``os.replace``),
-    so ``path`` is either the old file or the complete new one. On an error
-    the temporary file is removed.
+class DiskFullError(UserError):
+    """A checkpoint could not be written: the disk (or quota) is full."""
 
-    Example:
-        >>> import tempfile
-        >>> path = osp.join(tempfile.mkdtemp(), 'note.txt')
-        >>> with replacing(path) as tmp:
-        ...     with open(tmp, 'w') as f:
-        ...         _ = f.write('done')
-        >>> open(path).read(), osp.exists(tmp)
-        ('done', False)
-    """
-    folder, name = osp.split(path)
-    tmp = osp.join(folder, f'.{name}.partial')
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says that nothing more fits on the disk: ``ENOSPC``/
+    ``EDQUOT`` from Python's file writes, or the message of torch's zip
+    writer (a RuntimeError without an errno)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC,
+                                                  errno.EDQUOT):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        'No space left' in text or 'file write failed' in text
+        or 'Disk quota' in text)
+
+
+def _free(folder: str) -> str:
     try:
-        yield tmp
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text(path: str, text: str) -> None:
-    with replacing(path) as tmp:
-        with open(tmp, 'w') as f:
-            f.write(text)
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return 'unknown free space'
+    return f'{free / 2**20:.1f} MiB free'
 
 
 def save_atomically(runner, out_dir: str, filename: str, *args,
-                    **kwargs) -> None:
+                    previous: Optional[str] = None, **kwargs) -> None:
     """``runner.save_checkpoint(out_dir, filename, ...)`` into a temporary
-    file that is then renamed to ``filename``."""
-    with replacing(osp.join(out_dir, filename)) as tmp:
-        runner.save_checkpoint(out_dir, osp.relpath(tmp, out_dir), *args,
-                               **kwargs)
+    file that is then renamed to ``filename``.
+
+    Raises:
+        DiskFullError: the disk filled up while writing; the temporary file
+            is gone and ``filename`` untouched; the message names the folder,
+            its free space and ``previous`` (the last good checkpoint).
+    """
+    path = osp.join(out_dir, filename)
+    try:
+        with replacing(path) as tmp:
+            runner.save_checkpoint(out_dir, osp.relpath(tmp, out_dir), *args,
+                                   **kwargs)
+    except (OSError, RuntimeError) as err:
+        if not _disk_full(err):
+            raise
+        kept = (f'the last good checkpoint {previous} and last_checkpoint are '
+                f'intact' if previous else 'no earlier checkpoint exists')
+        raise DiskFullError(
+            f'no space left to write {path} ({_free(out_dir)} in '
+            f'{osp.abspath(out_dir)}); training stopped and {kept}. Free '
+            f'space, then continue with --resume') from err
 
 
 class _AtomicSaves:
@@ -85,6 +100,39 @@ class _AtomicSaves:
         save_atomically(self.runner, out_dir, filename, *args, **kwargs)
 
 
+def _refuse_non_finite(runner, previous: Optional[str]) -> None:
+    """Stop instead of saving weights that are NaN or infinite (a diverged
+    run), so that they never replace a good checkpoint."""
+    model = runner.model.module if hasattr(runner.model, 'module') \
+        else runner.model
+    bad = [name for name, value in model.state_dict().items()
+           if value.is_floating_point() and not bool(value.isfinite().all())]
+    if bad:
+        kept = (f'the last good checkpoint is {previous}' if previous else
+                'no checkpoint was written yet')
+        raise UserError(
+            f'training stopped at iteration {runner.iter}: {len(bad)} '
+            f'weights are not finite (first: {bad[0]}), so no checkpoint of '
+            f'them was written and {kept}. Lower the learning rate or clip '
+            f'gradients (optim_wrapper.clip_grad), then train again or '
+            f'--resume')
+
+
+class _DeferredRemovals:
+    """The hook's file backend as mmengine's best-checkpoint code sees it:
+    ``remove`` of a file is recorded (in ``removed``) instead of done, so the previous best stays until the new best is written."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.removed: List[str] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.backend, name)
+
+    def remove(self, path: str) -> None:
+        self.removed.append(path)
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same options) whose files are complete
@@ -99,7 +147,10 @@ class AtomicCheckpointHook(CheckpointHook):
     (:func:`replacing`), and the oldest checkpoint is deleted only after the
     new one and ``last_checkpoint`` are in place. (For ``best_*.pth``
     mmengine's order stays: the previous best goes before the new one is
-    written, atomically.)
+    written, atomically, and the previous best goes only after it.)
+    ``.NAME.partial`` files that a kill left behind are removed when
+    training starts and before each save, and a save that fills the disk
+    stops training with one line (:class:`DiskFullError`).
 
     Why a subclass that ``launch.train`` puts in the config's place of
     ``CheckpointHook`` rather than a patch of mmengine's ``save_checkpoint``:
@@ -115,6 +166,19 @@ class AtomicCheckpointHook(CheckpointHook):
     def _local(self) -> bool:
         return is_main_process() and isinstance(self.file_backend,
                                                 LocalBackend)
+
+    def _clean(self, runner) -> None:
+        """Remove the ``.NAME.partial`` files an earlier kill left behind in
+        the checkpoint folder and the work dir (only those)."""
+        for folder in {self.out_dir, runner.work_dir}:
+            for path in remove_stale_partials(folder):
+                warn(f'removed {path}: an unfinished checkpoint write of an '
+                     f'earlier, killed run')
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if self._local():
+            self._clean(runner)
 
     def _rotate(self, runner, step: int) -> Optional[str]:
         """mmengine's ``max_keep_ckpts`` bookkeeping, returning the file to
@@ -135,6 +199,9 @@ class AtomicCheckpointHook(CheckpointHook):
         runner = runner.runner if isinstance(runner, _AtomicSaves) else runner
         if not self._local():
             return super()._save_checkpoint_with_step(runner, step, meta)
+        self._clean(runner)
+        previous = getattr(self, 'last_ckpt', None)
+        _refuse_non_finite(runner, previous)
         outdated = self._rotate(runner, step)
         self.last_ckpt = osp.join(self.out_dir, self.filename_tmpl.format(step))
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
@@ -143,15 +210,28 @@ class AtomicCheckpointHook(CheckpointHook):
             self.file_client_args, save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler, meta=meta,
             by_epoch=self.by_epoch, backend_args=self.backend_args,
-            **self.args)
+            previous=previous, **self.args)
         write_text(osp.join(runner.work_dir, 'last_checkpoint'),
                    self.last_ckpt)
         if outdated is not None and osp.isfile(outdated):
             os.remove(outdated)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
-        super()._save_best_checkpoint(
-            _AtomicSaves(runner) if self._local() else runner, metrics)
+        if not self._local():
+            return super()._save_best_checkpoint(runner, metrics)
+        backend = self.file_backend
+        self.file_backend = deferred = _DeferredRemovals(backend)
+        try:
+            super()._save_best_checkpoint(_AtomicSaves(runner), metrics)
+        finally:
+            self.file_backend = backend
+        # the new best is in place: only now the previous best goes (unless
+        # the new one has its name and replaced it)
+        best = {getattr(self, 'best_ckpt_path', None),
+                *(getattr(self, 'best_ckpt_path_dict', None) or {}).values()}
+        for path in deferred.removed:
+            if path not in best and osp.isfile(path):
+                os.remove(path)
 
 
 def _read(path: str, resume: bool) -> Tuple[Optional[dict], str, str]:

@@ -1,9 +1,12 @@
-"""Hooks for evaluating the fused (deploy) model."""
+"""Hooks tools/train.py uses: evaluating the fused (deploy) model, and
+stopping at a non-finite loss."""
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mobileone_mm.deploy import reparameterize
 from mobileone_mm.registry import HOOKS
+from mobileone_mm.utils.errors import UserError
 
 
 @HOOKS.register_module()
@@ -52,3 +55,35 @@ class FusedEvalHook(Hook):
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         self._swap_out(runner)
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Stop training at the first iteration whose loss is not finite (NaN or
+    infinite), before any checkpoint of that state is written.
+
+    A diverged run otherwise trains to the end, exits 0 and writes
+    checkpoints of NaN weights (with ``max_keep_ckpts`` over the good ones).
+    mmdet's ``CheckInvalidLossHook`` checks every 50 iterations, with an
+    ``assert``, and only in mmdet; this one checks each iteration in every
+    task and stops with one line naming the iteration and the last good
+    checkpoint (``tools/train.py`` adds it). Priority ``ABOVE_NORMAL`` puts
+    it before the checkpoint hook of the same iteration.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        loss = (outputs or {}).get('loss')
+        if loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all()):
+            return
+        last = runner.message_hub.get_info('last_ckpt')
+        kept = (f'the last good checkpoint is {last}' if last else
+                'no checkpoint was written yet')
+        raise UserError(
+            f'training stopped at iteration {runner.iter + 1} (epoch '
+            f'{runner.epoch + 1}): the loss is {float(loss)}; no checkpoint '
+            f'of this state was written and {kept}. Lower the learning rate '
+            f'(optim_wrapper.optimizer.lr) or clip gradients '
+            f'(optim_wrapper.clip_grad), then train again or --resume')

@@ -1,7 +1,9 @@
 """What tools/train.py and tools/test.py do, as functions (mmdet's tools,
 generalised: the config's ``default_scope`` picks mmdet, mmseg or mmpretrain)."""
+import contextlib
 import os
 import os.path as osp
+import re
 import sys
 from typing import Iterator, Optional
 
@@ -75,6 +77,36 @@ def enable_amp(cfg: Config) -> None:
                         f'config has {wrapper}')
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
     cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def add_finite_loss_check(cfg: Config) -> None:
+    """Stop at the first non-finite loss (:class:`FiniteLossHook`)."""
+    hooks = [h for h in cfg.get('custom_hooks', []) or []
+             if 'FiniteLossHook' not in str(h.get('type'))]
+    hooks.append(dict(type='mobileone_mm.FiniteLossHook'))
+    cfg.custom_hooks = hooks
+
+
+# mmcv's LoadImageFromFile (used by mmdet, mmseg and mmpretrain) on a file
+# it cannot decode
+_UNREADABLE_IMAGE = re.compile(r'failed to load image: (\S+)')
+
+
+@contextlib.contextmanager
+def readable_images() -> Iterator[None]:
+    """Turn mmcv's ``failed to load image: PATH`` (an AssertionError deep
+    in a data pipeline, or in a data loader worker) into one line naming
+    the file and the fix."""
+    try:
+        yield
+    except Exception as err:  # noqa: B902  (re-raised unless it is that one)
+        found = _UNREADABLE_IMAGE.search(str(err))
+        if found is None:
+            raise
+        raise UserError(
+            f'{found[1]}: cannot read this image (truncated, corrupt or not '
+            f'an image); replace the file, or remove it and its entry from '
+            f'the data set\'s annotations') from None
 
 
 def add_fused_eval(cfg: Config, val: bool = True, test: bool = True) -> None:
@@ -213,6 +245,7 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
     if fused_val:
         add_fused_eval(cfg, val=True, test=True)
     use_atomic_checkpoints(cfg)
+    add_finite_loss_check(cfg)
     check_data(cfg, loaders=('train_dataloader', 'val_dataloader')
                if cfg.get('val_cfg') else ('train_dataloader', ))
     if not cfg.get('resume'):
@@ -225,7 +258,8 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
     if shapes is not None:
         check_fit(model, shapes, cfg.load_from, config, partial=partial_load,
                   resume=cfg.resume)
-    runner.train()
+    with readable_images():
+        runner.train()
     return runner
 
 
@@ -265,4 +299,5 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
     check_fit(bare_model(runner), shapes, checkpoint, config,
               partial=partial_load)
     os.makedirs(cfg.work_dir, exist_ok=True)
-    return runner.test()
+    with readable_images():
+        return runner.test()

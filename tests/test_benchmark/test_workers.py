@@ -4,7 +4,6 @@ import functools
 import multiprocessing
 
 import pytest
-import torch
 import torch.nn as nn
 
 from mobileone_mm.benchmark import workers, zoo

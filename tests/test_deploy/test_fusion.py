@@ -8,7 +8,6 @@ import torch
 from mobileone_mm import reparameterize as top_level_reparameterize
 from mobileone_mm.apis import build_model, load_config
 from mobileone_mm.deploy import fusion as module
-from mobileone_mm.deploy.compare import forward_tensors
 from mobileone_mm.deploy.fusion import (FusionCheckFailed, count_unfused,
                                         fuse_checkpoint, reparameterize)
 from mobileone_mm.models import MobileOne

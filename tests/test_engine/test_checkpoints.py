@@ -1,6 +1,7 @@
 """mobileone_mm.engine.checkpoints: atomic writes, the atomic checkpoint
 hook (also under SIGKILL mid-write), reading as data, and the newest
 checkpoint that loads for ``--resume``."""
+import logging
 import os
 import pathlib
 import signal
@@ -11,6 +12,7 @@ from collections import deque
 import pytest
 import torch
 from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import MessageHub
 
 from mobileone_mm.engine.checkpoints import (AtomicCheckpointHook,
@@ -44,6 +46,7 @@ class FakeRunner:
         self.work_dir = str(work_dir)
         self.message_hub = MessageHub.get_instance(f'ckpt-{id(self)}')
         self.crash_at, self.saved_as = crash_at, []
+        self.model, self.iter = torch.nn.Linear(1, 1), 0
 
     def save_checkpoint(self, out_dir, filename, *args, **kwargs):
         self.saved_as.append(filename)
@@ -54,8 +57,8 @@ class FakeRunner:
                 raise KeyboardInterrupt  # stands for a kill mid-write
 
 
-def make_hook(work_dir, hook_type=AtomicCheckpointHook, max_keep=1):
-    hook = hook_type(interval=1, max_keep_ckpts=max_keep)
+def make_hook(work_dir, hook_type=AtomicCheckpointHook, max_keep=1, **kwargs):
+    hook = hook_type(interval=1, max_keep_ckpts=max_keep, **kwargs)
     hook.out_dir, hook.file_backend = str(work_dir), LocalBackend()
     hook.keep_ckpt_ids = deque(maxlen=max_keep)
     return hook
@@ -82,14 +85,17 @@ def test_hook_writes_under_temporary_names_and_rotates_after(tmp_path):
 KILLED_SAVE = """
 import os, signal, sys
 from collections import deque
+import torch
 from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import MessageHub
 from mobileone_mm.engine.checkpoints import AtomicCheckpointHook
 
 work = sys.argv[2]
 class Runner:
-    work_dir = work
+    work_dir, iter = work, 0
+    model = torch.nn.Linear(1, 1)
     message_hub = MessageHub.get_instance('killed')
     def save_checkpoint(self, out_dir, filename, *args, **kwargs):
         with open(os.path.join(out_dir, filename), 'wb') as f:
@@ -117,11 +123,63 @@ def test_sigkill_mid_write(hook, tmp_path):
     if hook == 'atomic':  # the newest complete checkpoint survives, named
         assert record == str(tmp_path / 'epoch_1.pth')
         assert (tmp_path / 'epoch_1.pth').stat().st_size == 1000
-        assert not (tmp_path / 'epoch_2.pth').exists()
+        # the kill left the unfinished write under its temporary name ...
+        assert sorted(os.listdir(tmp_path)) == [
+            '.epoch_2.pth.partial', 'epoch_1.pth', 'last_checkpoint']
+        (tmp_path / 'notes.partial').write_text('a user file')
+        # ... which the next save removes, and nothing else
+        runner, again = FakeRunner(tmp_path), make_hook(tmp_path)
+        again._save_checkpoint_with_step(runner, 3, dict(epoch=3))
+        assert sorted(os.listdir(tmp_path)) == [
+            'epoch_1.pth', 'epoch_3.pth', 'last_checkpoint', 'notes.partial']
     else:  # what the atomic hook prevents: the kept one deleted first, the
         # new one truncated
         assert not (tmp_path / 'epoch_1.pth').exists()
         assert (tmp_path / 'epoch_2.pth').stat().st_size == 1500
+
+
+def test_stale_partials_go_when_training_starts(tmp_path, capsys):
+    (tmp_path / '.epoch_4.pth.partial').write_bytes(b'x' * 10)
+    (tmp_path / '.last_checkpoint.partial').write_text('half')
+    (tmp_path / 'epoch_3.pth').write_bytes(b'y')
+    runner, hook = FakeRunner(tmp_path), make_hook(tmp_path)
+    hook._clean(runner)
+    assert sorted(os.listdir(tmp_path)) == ['epoch_3.pth']
+    err = capsys.readouterr().err
+    assert f'warning: removed {tmp_path}/.epoch_4.pth.partial: an unfinished' \
+           in err and '.last_checkpoint.partial' in err
+
+
+class BestRunner(FakeRunner):
+    """FakeRunner with what the best-checkpoint code reads; each save notes
+    the checkpoint files that exist while it writes."""
+
+    def __init__(self, work_dir):
+        super().__init__(work_dir)
+        self.epoch, self.iter, self.during = 0, 0, []
+        self.logger = logging.getLogger('best-test')
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+        self.during.append(sorted(p for p in os.listdir(out_dir)
+                                  if p.startswith('best_')))
+        super().save_checkpoint(out_dir, filename, *args, **kwargs)
+
+
+@pytest.mark.parametrize('hook_type', [AtomicCheckpointHook, CheckpointHook])
+def test_new_best_is_written_before_the_old_best_goes(hook_type, tmp_path):
+    runner = BestRunner(tmp_path)
+    hook = make_hook(tmp_path, hook_type, save_best='acc', rule='greater')
+    hook._init_rule(hook.rules, hook.key_indicators)
+    hook.best_ckpt_path, hook.last_ckpt = None, None
+    for epoch, acc in ((1, 0.5), (2, 0.7)):
+        runner.epoch = epoch
+        hook._save_best_checkpoint(runner, {'acc': acc})
+    assert sorted(p for p in os.listdir(tmp_path) if p.startswith('best_')) \
+        == ['best_acc_epoch_2.pth']
+    if hook_type is AtomicCheckpointHook:  # the old best existed meanwhile
+        assert runner.during == [[], ['best_acc_epoch_1.pth']]
+    else:  # mmengine deletes it first: a crash then leaves no best at all
+        assert runner.during == [[], []]
 
 
 def save(path, training=True, **state):

@@ -10,7 +10,6 @@ from mmengine.config import Config
 
 from mobileone_mm.apis import build_model
 from mobileone_mm.deploy import fusion
-from mobileone_mm.deploy.compare import forward_tensors
 
 from ..utils import assert_fused_matches_branches, randomize_bn
 

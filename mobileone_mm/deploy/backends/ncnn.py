@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mobileone_mm.utils.atomic import write_text
 from mobileone_mm.utils.errors import UserError
 from ..compare import DIFF_KEYS, FlatOutputs, compare_outputs, flatten
 from ..postprocess import DetectorGraph, SegmentorGraph
@@ -347,10 +348,7 @@ def append_detection_output(param: str, nms: dict) -> None:
                  f'1={nms["nms_threshold"]:.9g} 2={nms["nms_top_k"]} '
                  f'3={nms["keep_top_k"]} '
                  f'4={nms["confidence_threshold"]:.9g}')
-    tmp = f'{param}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    os.replace(tmp, param)
+    write_text(param, '\n'.join(lines) + '\n')
 
 
 def export_complete(graph: nn.Module, image: torch.Tensor,

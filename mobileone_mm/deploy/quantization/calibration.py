@@ -4,7 +4,6 @@ pipeline, then the model's ``data_preprocessor``: resize, bgr_to_rgb,
 normalisation), so the activation ranges ONNX Runtime calibrates on are the
 ranges the deployed model meets."""
 import copy
-import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 

@@ -23,7 +23,7 @@ own heads. Written here by hand: the fx-friendly output flattening, and the
 wrapper that gives the finalized graph a ``predict`` mode.
 """
 import platform
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import fuse_conv_bn
 
+from mobileone_mm.utils.atomic import replace_folder
 from mobileone_mm.utils.errors import UserError
 from ..compare import forward_tensors
 from ..backends.coreml.program import (_load_spec, _quiet, coreml_ops, export_coreml,
@@ -117,12 +118,7 @@ def _publish(tmp: str, path: str) -> str:
     """Move the package folder ``tmp`` to ``path``, replacing an earlier
     package there; ``path`` never holds a half-written package."""
     _check_target(path)
-    folder, name = osp.split(path)
-    old = osp.join(folder, f'.old{os.getpid()}-{name}')
-    if osp.lexists(path):
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, path)
     return path
 
 

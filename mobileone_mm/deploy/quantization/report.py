@@ -1,10 +1,9 @@
 """The int8 report: ``quant_report.json`` (always the same top-level keys, so
 a reader never guesses whether a section exists) and its terminal table."""
-import json
-import os
 import os.path as osp
 from typing import Dict, List, Optional
 
+from mobileone_mm.utils.atomic import write_json
 from ..evaluation import primary_metric
 
 __all__ = ['NO_EVAL', 'REPORT_KEYS', 'REPORT_NAME', 'format_quant_report',
@@ -29,11 +28,7 @@ def write_quant_report(report: dict, work_dir: str) -> str:
     if missing:
         raise ValueError(f'report lacks {missing}')
     path = osp.join(work_dir, REPORT_NAME)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump({k: report[k] for k in REPORT_KEYS}, f, indent=2,
-                  allow_nan=False)
-    os.replace(tmp, path)
+    write_json(path, {k: report[k] for k in REPORT_KEYS}, allow_nan=False)
     return path
 
 

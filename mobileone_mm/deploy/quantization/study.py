@@ -14,7 +14,6 @@ drops below are differences of one evaluation, not of separate runs. The
 per-layer SNR of the default variant (per channel, min-max) names the
 layers that lose the most.
 """
-import json
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -34,6 +33,7 @@ from mobileone_mm.deploy.quantization.pipeline import config_and_name
 from mobileone_mm.deploy.quantization.onnxruntime_int8 import (METHODS, graph_input_name,
                                           preprocessed_path, quantize_onnx)
 from mobileone_mm.deploy.fusion import reparameterize
+from mobileone_mm.utils.atomic import write_json
 from mobileone_mm.utils.errors import UserError
 from mobileone_mm.utils.machine import machine
 
@@ -143,9 +143,7 @@ def quant_study(config: Union[str, Config], checkpoint: str, work_dir: str,
                             batches[:snr_images], graph_input_name(fp32))
         result['worst_layers'] = {DEFAULT_VARIANT: snr.get('worst')}
     path = osp.join(work_dir, RESULT_NAME)
-    with open(path + '.tmp', 'w') as f:
-        json.dump(result, f, indent=2, allow_nan=False)
-    os.replace(path + '.tmp', path)
+    write_json(path, result, allow_nan=False)
     return result
 
 

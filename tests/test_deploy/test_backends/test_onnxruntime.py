@@ -2,7 +2,6 @@
 Runtime against PyTorch, latency."""
 import pytest
 import torch
-import torch.nn as nn
 
 from mobileone_mm.deploy.backends import onnxruntime as onnx_backend
 from mobileone_mm.models import MobileOne
