@@ -6,9 +6,10 @@ from typing import Optional, Tuple
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import load_checkpoint
 
 import mobileone_mm.models  # noqa: F401  (registers MobileOne and the heads)
+from mobileone_mm.checkpoint.fit import check_fit, read_weights
+from mobileone_mm.checkpoint.loaders import is_url
 from mobileone_mm.utils.errors import UserError
 
 
@@ -40,7 +41,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 def build_model(cfg: Config, checkpoint: Optional[str] = None,
                 device: str = 'cpu') -> nn.Module:
     """Build ``cfg.model`` in the config's ``default_scope`` and optionally
-    load a checkpoint (strictly: a checkpoint of another variant fails)."""
+    load a checkpoint (file or URL, read as data) strictly: one that does
+    not fit (another variant, form or task) stops with the fit check's
+    one line (:func:`mobileone_mm.checkpoint.fit.check_fit`)."""
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     try:
         model = MODELS.build(cfg.model)
@@ -48,17 +51,13 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None,
         # mmengine prefixes "class `X` in FILE: " for every level it built
         raise UserError(re.sub(r'^(class `[^`]+` in [^:]+: )+', '', str(err)))
     if checkpoint is not None:
-        if not os.path.isfile(checkpoint):
+        if not is_url(checkpoint) and not os.path.isfile(checkpoint):
             raise UserError(f'checkpoint not found: {checkpoint}')
-        try:
-            load_checkpoint(model, checkpoint, map_location='cpu',
-                            strict=True, logger='silent')
-        except UserError:  # unreadable, or a file that would run code
-            raise
-        except RuntimeError as err:
-            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-            raise UserError(f'{checkpoint} does not fit this config: '
-                            + ' '.join(lines)[:400])
+        state = read_weights(checkpoint)
+        check_fit(model.state_dict(), state, checkpoint,
+                  getattr(cfg, 'filename', None) or 'the config', advice='')
+        # strict after the check: only BN's num_batches_tracked may lack
+        model.load_state_dict(state, strict=False)
     return model.to(device).eval()
 
 

@@ -66,11 +66,28 @@ class ConversionError(UserError, ValueError):
     (the tools print it as one line)."""
 
 
-def unwrap(checkpoint: dict) -> Dict[str, Tensor]:
-    """The flat state dict inside a checkpoint (``state_dict``/``model``/
-    ``state_dict_ema`` wrappers and DataParallel's ``module.`` prefix)."""
+def is_fused(keys) -> bool:
+    """Whether weights with these names hold a fused (re-parameterized)
+    MobileOne.
+
+    Example:
+        >>> is_fused(['backbone.stem.reparam_conv.weight']), is_fused(['a.conv.weight'])
+        (True, False)
+    """
+    return any('reparam_conv.' in k for k in keys)
+
+
+def unwrap(checkpoint: dict, wrappers: Tuple[str, ...] = (
+        'state_dict', 'model', 'state_dict_ema')) -> Dict[str, Tensor]:
+    """The flat state dict inside a checkpoint (the first of ``wrappers``
+    it has, else the dict itself; DataParallel's ``module.`` prefix
+    removed): the one unwrapping of every reader.
+
+    Raises:
+        ConversionError: no non-empty dict of tensors there.
+    """
     sd = checkpoint
-    for key in ('state_dict', 'model', 'state_dict_ema'):
+    for key in wrappers:
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
             break
@@ -138,7 +155,7 @@ def closest_variant(backbone: Dict[str, Tensor], mobileone: type
     Returns:
         ``(arch, fused, (missing, unexpected, wrong_shape))`` against it.
     """
-    fused = any('reparam_conv' in k for k in backbone)
+    fused = is_fused(backbone)
     best = None
     for arch in mobileone.arch_settings:
         with torch.device('meta'):

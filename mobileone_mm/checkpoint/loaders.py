@@ -164,3 +164,37 @@ SCHEMES = {
     'mmcls://': load_from_mmcls, 'pavi://': load_from_pavi,
     r'(\S+\:)?s3://': load_from_ceph, r'(\S+\:)?petrel://': load_from_ceph,
 }
+
+
+def is_url(path: str) -> bool:
+    """Whether mmengine reads ``path`` through a scheme other than a local
+    file (``http(s)://``, ``open-mmlab://``, ``s3://``, ...).
+
+    Example:
+        >>> is_url('https://x/a.pth'), is_url('open-mmlab://resnet'), is_url('w/a.pth')
+        (True, True, False)
+    """
+    return '://' in path
+
+
+def load_any(path_or_url: str) -> dict:
+    """The whole checkpoint at a local path or URL, read as data: a file
+    with :func:`load_file`, a URL through mmengine's dispatch to the
+    loaders above (downloaded once into torch.hub's cache, where mmengine's
+    later load of the same URL finds it).
+
+    Raises:
+        ConversionError: missing, unreadable or not data only (the message
+            starts with ``path_or_url``).
+    """
+    if not is_url(path_or_url):
+        return load_file(path_or_url)
+    try:
+        return CheckpointLoader.load_checkpoint(path_or_url,
+                                                map_location='cpu',
+                                                logger='silent')
+    except ConversionError:
+        raise
+    except Exception as err:  # a failed download, an unknown model name
+        raise ConversionError(f'{path_or_url}: cannot download ('
+                              f'{why_unreadable(err)})') from err

@@ -11,13 +11,13 @@ config's and the fix.
 from typing import Dict, Optional
 
 import torch.nn as nn
-from mmengine.runner import CheckpointLoader
 from torch import Tensor
 
 from mobileone_mm.utils.errors import UserError
-from .formats import (ConversionError, closest_variant, convert,
-                      detect_format, load_file, unwrap)
-from .mismatch import few, mismatch_summary, state_dict_mismatch
+from . import fit
+from .formats import ConversionError, convert, detect_format, unwrap
+from .loaders import load_any
+from .mismatch import mismatch_summary, state_dict_mismatch
 
 
 def read_state_dict(path_or_url: str) -> Dict[str, Tensor]:
@@ -28,11 +28,7 @@ def read_state_dict(path_or_url: str) -> Dict[str, Tensor]:
         ConversionError: the file is missing, not data only, or holds no
             state dict; the message starts with ``path_or_url``.
     """
-    if '://' in path_or_url:
-        checkpoint = CheckpointLoader.load_checkpoint(
-            path_or_url, map_location='cpu', logger='silent')
-    else:
-        checkpoint = load_file(path_or_url)
+    checkpoint = load_any(path_or_url)
     try:
         return unwrap(checkpoint)
     except ConversionError as err:
@@ -71,52 +67,31 @@ def backbone_state_dict(path_or_url: str,
     return state
 
 
-def _variant(arch: str, fused: bool) -> str:
-    return f'MobileOne-{arch.upper()} ({"fused" if fused else "unfused"})'
-
-
-def _fix(arch: str, fused: bool, want_arch: str, want_fused: bool) -> str:
-    """How to load a file of the ``arch``/``fused`` variant."""
-    fixes = []
-    if arch != want_arch:
-        fixes.append(f"use a MobileOne-{arch.upper()} config for it "
-                     f"(model.backbone.arch='{arch}', with its widths in the "
-                     f"neck/head), or a MobileOne-{want_arch.upper()} file")
-    if fused and not want_fused:
-        fixes.append(f'a fused file is for inference: build the backbone '
-                     f'with deploy=True (the *_deploy config, or '
-                     f'--cfg-options model.backbone.deploy=True); to train, '
-                     f'use the unfused file (Apple: mobileone_{arch}_'
-                     f'unfused.pth.tar)')
-    if want_fused and not fused:
-        fixes.append('build the backbone with deploy=False (the config '
-                     'without _deploy) and fuse after loading '
-                     '(tools/reparameterize.py)')
-    return '; '.join(fixes)
-
-
 def _does_not_fit(backbone: nn.Module, path: str, state: Dict[str, Tensor],
                   missing: list, wrong: list) -> str:
-    """The one-line message: the file's variant, the config's, the fix."""
-    arch, fused, (closest_missing, foreign, closest_wrong) = \
-        closest_variant(state, type(backbone))
-    if len(foreign) == len(state):
-        return (f'{path} holds no MobileOne backbone weights (first keys: '
-                f'{few(list(state))}). Fix: point init_cfg at an Apple, '
-                f'mmpretrain, timm or mobileone_mm MobileOne checkpoint')
-    want = _variant(backbone.arch_name, backbone.is_fused)
-    detail = mismatch_summary(missing, [], wrong, backbone.state_dict(), state)
+    """The fit check's one-line message (:func:`fit.fit_error`'s style) for
+    a ``Pretrained`` file: the file's variant, the config's, the fix."""
+    own = backbone.state_dict()
+    want = f'a {fit.name(backbone.arch_name, backbone.is_fused)} backbone'
+    found = fit.variant(state)
+    detail = mismatch_summary(missing, [], wrong, own, state)
+    head = (f'{path} does not fit the backbone of the config: {detail}. The '
+            f'file holds {fit.describe(state)}; the config builds {want}. '
+            f'Fix: ')
+    if found is None:
+        return head + ('point init_cfg at an Apple, mmpretrain, timm or '
+                       'mobileone_mm MobileOne checkpoint')
     if not wrong and all('.se.' in k for k in missing):
-        return (f'{path} has no SE blocks but the config builds {want} with '
-                f'them: {detail}. Fix: set model.backbone.use_se=False')
-    fix = _fix(arch, fused, backbone.arch_name.lower(), backbone.is_fused)
-    if closest_missing or closest_wrong or not fix:
-        return (f'{path} is no complete MobileOne checkpoint (closest: '
-                f'{_variant(arch, fused)}); the config builds {want}: '
-                f'{detail}. Fix: use a complete {want} file '
-                f'(tools/convert_checkpoint.py checks one)')
-    return (f'{path} is a {_variant(arch, fused)} checkpoint, but the config '
-            f'builds {want}: {detail}. Fix: {fix}')
+        return head + 'set model.backbone.use_se=False (the file has no SE ' \
+            'blocks)'
+    arch, fused, complete = found
+    fixes = [f for f in (
+        fit.variant_fix(arch, backbone.arch_name.lower()),
+        fit.structure_fix(fused, backbone.is_fused, 'the config', arch)) if f]
+    if not complete or not fixes:
+        return head + (f'use a complete {want[2:]} file '
+                       f'(tools/convert_checkpoint.py checks one)')
+    return head + '; '.join(fixes)
 
 
 def load_pretrained(backbone: nn.Module, path_or_url: str,

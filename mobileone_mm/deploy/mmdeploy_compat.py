@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from mobileone_mm.apis import build_model, load_config
-from mobileone_mm.checkpoint import (mismatch_summary, read_state_dict,
-                                     state_dict_mismatch)
+from mobileone_mm.checkpoint import read_state_dict
+from mobileone_mm.checkpoint.fit import check_fit
 from mobileone_mm.utils.compat import dynamo_is_default
 from mobileone_mm.utils.errors import UserError
 
@@ -87,17 +87,6 @@ def _load(deploy_cfg, model_cfg):
     return load_config(deploy_cfg, model_cfg)
 
 
-def _structure_hint(model_state: dict, file_state: dict) -> str:
-    fused_file = any('reparam_conv' in k for k in file_state)
-    if fused_file == any('reparam_conv' in k for k in model_state):
-        return ''
-    if fused_file:
-        return ('; the checkpoint is fused: use a model config whose backbone '
-                'has deploy=True (a *_deploy config)')
-    return ('; the checkpoint is unfused: use the config without deploy=True '
-            '(mmdeploy fuses the backbone itself)')
-
-
 def check_checkpoint(model_cfg, checkpoint: str, name: str) -> None:
     """Stop unless ``checkpoint`` loads strictly into the model of
     ``model_cfg`` (named ``name`` in the message).
@@ -105,20 +94,17 @@ def check_checkpoint(model_cfg, checkpoint: str, name: str) -> None:
     mmdeploy loads checkpoints non-strictly: a checkpoint of another variant,
     task or structure (fused/unfused) would be exported as a partly random
     model. The file is read as data (``weights_only=True``) before mmdeploy
-    reads it.
+    reads it, and checked with the tools' one fit check
+    (:func:`mobileone_mm.checkpoint.fit.check_fit`).
 
     Raises:
-        UserError: naming a few missing, unexpected and mis-shaped keys.
+        UserError: naming a few missing, unexpected and mis-shaped keys, the
+            file's variant, the config's and the fix.
     """
     file_state = read_state_dict(checkpoint)
-    model_state = build_model(model_cfg).state_dict()
-    mismatch = state_dict_mismatch(model_state, file_state)
-    if any(mismatch):
-        raise UserError(
-            f'{checkpoint} does not fit the model of {name}: '
-            f'{mismatch_summary(*mismatch, model_state, file_state)}'
-            f'{_structure_hint(model_state, file_state)}; mmdeploy would load '
-            f'it partly and export random weights for the rest')
+    check_fit(build_model(model_cfg).state_dict(), file_state, checkpoint,
+              name, advice='; mmdeploy would load it partly and export '
+              'random weights for the rest')
 
 
 def convert(deploy_cfg, model_cfg, checkpoint: Optional[str], work_dir: str,

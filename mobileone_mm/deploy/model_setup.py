@@ -3,7 +3,6 @@ checkpoint (fused or not, told apart by reading the file as data), or with
 random weights and BN statistics that keep its outputs at a sane scale."""
 import copy
 import os.path as osp
-import sys
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -13,8 +12,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobileone_mm.apis import build_model
 from mobileone_mm.checkpoint import ConversionError, load_file
+from mobileone_mm.checkpoint.fit import is_fused, runner_state
 from mobileone_mm.models import MobileOne
-from mobileone_mm.utils.errors import UserError
+from mobileone_mm.utils.errors import UserError, warn
 from .compare import forward_tensors
 
 CALIBRATION_BATCHES = 4
@@ -37,14 +37,10 @@ def checkpoint_is_fused(path: str) -> bool:
         UserError: The file cannot be read as a checkpoint.
     """
     try:
-        state = load_file(path)
+        return is_fused(runner_state(load_file(path), path))
     except ConversionError as err:
         raise UserError(f'{err}; a checkpoint must hold only tensors and '
                         f'plain data (torch.save of a state dict)')
-    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
-        state = state['state_dict']
-    return isinstance(state, dict) and any('reparam_conv' in str(k)
-                                           for k in state)
 
 
 def backbone_of(model: nn.Module) -> MobileOne:
@@ -108,6 +104,6 @@ def build_for_deploy(cfg: Config, checkpoint: Optional[str],
     if checkpoint is None:
         notes.append(RANDOM_WEIGHTS)
         if verbose:
-            print(f'warning: {RANDOM_WEIGHTS}', file=sys.stderr, flush=True)
+            warn(RANDOM_WEIGHTS)
         calibrate_bn(model, input_shape)
     return model, notes

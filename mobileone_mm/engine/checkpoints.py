@@ -7,18 +7,18 @@ import os
 import os.path as osp
 import re
 import shutil
-import sys
 from typing import List, Optional, Tuple
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from mobileone_mm.checkpoint.formats import ConversionError, load_file
+from mobileone_mm.checkpoint.formats import ConversionError
+from mobileone_mm.checkpoint.loaders import load_any
 from mobileone_mm.registry import HOOKS
 from mobileone_mm.utils.atomic import (partial_name, remove_stale_partials,
                                        replacing, write_text)
-from mobileone_mm.utils.errors import UserError
+from mobileone_mm.utils.errors import UserError, warn
 
 __all__ = ['AtomicCheckpointHook', 'DiskFullError', 'find_resume_checkpoint',
            'partial_name', 'read_checkpoint', 'replacing',
@@ -28,11 +28,6 @@ __all__ = ['AtomicCheckpointHook', 'DiskFullError', 'find_resume_checkpoint',
 NUMBERED = re.compile(r'^(?:epoch|iter)_(\d+)\.pth$')
 # What mmengine's Runner.resume reads besides the weights.
 TRAINING_STATE = ('state_dict', 'meta', 'message_hub')
-
-
-def warn(message: str) -> None:
-    """One ``warning: ...`` line on stderr (the tools' format)."""
-    print(f'warning: {message}', file=sys.stderr, flush=True)
 
 
 class DiskFullError(UserError):
@@ -240,7 +235,7 @@ def _read(path: str, resume: bool) -> Tuple[Optional[dict], str, str]:
         ' (--resume without a path takes the newest one that loads)'
         if resume else '')
     try:
-        checkpoint = load_file(path)
+        checkpoint = load_any(path)
     except ConversionError as err:
         cause = err.__context__
         if cause is not None and 'GLOBAL' not in str(cause):

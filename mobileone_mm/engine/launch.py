@@ -7,20 +7,19 @@ import re
 import sys
 from typing import Iterator, Optional
 
-import torch.nn as nn
 from mmengine.config import Config, DictAction
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mobileone_mm.apis import load_config
+from mobileone_mm.apis import build_model, load_config
+from mobileone_mm.checkpoint.fit import check_fit, runner_state, unfused_config
+from mobileone_mm.checkpoint.loaders import is_url
 from mobileone_mm.models import MobileOne
 from mobileone_mm.models.backbones.mobileone import missing_pretrained
-from mobileone_mm.utils.errors import UserError
-from .checkpoints import find_resume_checkpoint, read_checkpoint, warn
+from mobileone_mm.utils.errors import UserError, note, warn
+from .checkpoints import find_resume_checkpoint, read_checkpoint
 from .cpu_dist import prepare_cpu_distributed
 from .data_check import MissingDataError, check_data
-from .load_check import Shapes, check_fit, unfused_config, weight_shapes
 
 
 def add_output_args(parser, work_dir_help: str = 'where to save logs, '
@@ -184,17 +183,18 @@ def check_backbones(cfg: Config, config: str, training: bool = False) -> None:
             raise UserError(_fused_training(config))
 
 
-def bare_model(runner: Runner) -> nn.Module:
-    model = runner.model
-    return model.module if is_model_wrapper(model) else model
+def _downloaded(url: str, what: str) -> None:
+    note(f'{url}: downloaded (torch.hub cache, read as data) and checked '
+         f'against the model before {what}')
 
 
 def _weights_to_train_from(cfg: Config, resume: Optional[str],
-                           partial_load: bool) -> Optional[Shapes]:
+                           partial_load: bool) -> Optional[dict]:
     """Point the config at the checkpoint to resume or fine-tune from and
-    return its weight shapes (``None``: nothing to load). ``--resume``
-    without a path takes the newest checkpoint in the work dir that loads;
-    in a work dir without checkpoints training starts as without it."""
+    return its weights (``None``: nothing to load). ``--resume`` without a
+    path takes the newest checkpoint in the work dir that loads; in a work
+    dir without checkpoints training starts as without it. A URL (for
+    ``load_from`` or ``--resume``) is downloaded and checked like a file."""
     if resume is None and cfg.get('resume'):  # the config's own resume
         resume = cfg.get('load_from') or 'auto'
     if resume is not None and partial_load:
@@ -206,20 +206,43 @@ def _weights_to_train_from(cfg: Config, resume: Optional[str],
         found = find_resume_checkpoint(cfg.work_dir)
         if found is not None:
             cfg.resume, cfg.load_from = True, found[0]
-            return weight_shapes(found[1], found[0])
+            return runner_state(found[1], found[0])
         warn(f'--resume: no checkpoint in {cfg.work_dir} yet; training '
              f'starts from the beginning')
     elif resume is not None:
-        if not osp.isfile(resume):
+        if not is_url(resume) and not osp.isfile(resume):
             raise UserError(f'checkpoint to resume from not found: {resume}')
         cfg.resume, cfg.load_from = True, resume
-        return weight_shapes(read_checkpoint(resume, resume=True), resume)
+        state = runner_state(read_checkpoint(resume, resume=True), resume)
+        if is_url(resume):
+            _downloaded(resume, 'resuming')
+        return state
     load_from = cfg.get('load_from')
-    if not load_from or '://' in load_from:  # nothing, or a URL for mmengine
+    if not load_from:
         return None
-    if not osp.isfile(load_from):
+    if not is_url(load_from) and not osp.isfile(load_from):
         raise UserError(f'load_from checkpoint not found: {load_from}')
-    return weight_shapes(read_checkpoint(load_from), load_from)
+    state = runner_state(read_checkpoint(load_from), load_from)
+    if is_url(load_from):
+        _downloaded(load_from, 'training')
+    return state
+
+
+def _fits(cfg: Config, config: str, state: Optional[dict], path: str,
+          partial: bool = False, resume: bool = False,
+          allow_fused: bool = True) -> None:
+    """The config's model, built alone (no runner yet, so nothing is
+    logged before a mismatch stops), must take ``state`` strictly and,
+    unless ``allow_fused``, hold no fused MobileOne."""
+    if state is None and allow_fused:
+        return
+    model = build_model(cfg)
+    if not allow_fused and any(isinstance(m, MobileOne) and m.is_fused
+                               for m in model.modules()):
+        raise UserError(_fused_training(config))
+    if state is not None:
+        check_fit(model.state_dict(), state, path, config, partial=partial,
+                  resume=resume)
 
 
 def train(config: str, work_dir: Optional[str] = None, resume=None,
@@ -241,7 +264,9 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
             raise UserError('--auto-scale-lr needs auto_scale_lr.base_batch_size '
                             'in the config')
         cfg.auto_scale_lr.enable = True
-    shapes = _weights_to_train_from(cfg, resume, partial_load)
+    state = _weights_to_train_from(cfg, resume, partial_load)
+    _fits(cfg, config, state, cfg.load_from, partial=partial_load,
+          resume=cfg.resume, allow_fused=allow_fused)
     if fused_val:
         add_fused_eval(cfg, val=True, test=True)
     use_atomic_checkpoints(cfg)
@@ -251,13 +276,6 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
     if not cfg.get('resume'):
         check_pretrained(cfg)
     runner = build_runner(cfg)
-    model = bare_model(runner)
-    if not allow_fused and any(isinstance(m, MobileOne) and m.is_fused
-                               for m in model.modules()):
-        raise UserError(_fused_training(config))
-    if shapes is not None:
-        check_fit(model, shapes, cfg.load_from, config, partial=partial_load,
-                  resume=cfg.resume)
     with readable_images():
         runner.train()
     return runner
@@ -270,7 +288,7 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
     """Evaluate ``checkpoint``, which must fit the config's model (keys and
     shapes) unless ``partial_load``."""
     cfg = load_config(config, cfg_options)
-    if not osp.isfile(checkpoint):
+    if not is_url(checkpoint) and not osp.isfile(checkpoint):
         raise UserError(f'checkpoint not found: {checkpoint}')
     check_backbones(cfg, config)
     cfg.launcher = launcher
@@ -293,11 +311,12 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=out))
-    shapes = weight_shapes(read_checkpoint(checkpoint), checkpoint)
+    state = runner_state(read_checkpoint(checkpoint), checkpoint)
+    if is_url(checkpoint):
+        _downloaded(checkpoint, 'testing')
+    _fits(cfg, config, state, checkpoint, partial=partial_load)
     check_data(cfg, loaders=('test_dataloader', ))
     runner = build_runner(cfg)
-    check_fit(bare_model(runner), shapes, checkpoint, config,
-              partial=partial_load)
     os.makedirs(cfg.work_dir, exist_ok=True)
     with readable_images():
         return runner.test()

@@ -162,8 +162,8 @@ def test_wrong_variant_names_both_variants_and_the_fix(ours):
         pretrained(root / 'epoch_1.pth', 'backbone.', arch='s2')
     message = str(err.value)
     assert '\n' not in message and str(root / 'epoch_1.pth') in message
-    assert 'is a MobileOne-S0 (unfused) checkpoint' in message
-    assert 'the config builds MobileOne-S2 (unfused)' in message
+    assert 'The file holds a MobileOne-S0 (unfused) backbone' in message
+    assert 'the config builds a MobileOne-S2 (unfused) backbone' in message
     assert "model.backbone.arch='s0'" in message
     assert 'of another shape (stem.conv_kxk.0.conv.weight: (48, 3, 3, 3) in ' \
         'the file, (64, 3, 3, 3) in the model' in message
@@ -174,12 +174,12 @@ def test_fused_file_into_train_time_backbone_says_deploy(apple):
     with pytest.raises(UserError) as err:
         pretrained(root / 'mobileone_s0.pth.tar')
     message = str(err.value)
-    assert 'is a MobileOne-S0 (fused) checkpoint' in message
-    assert 'builds MobileOne-S0 (unfused)' in message
+    assert 'The file holds a MobileOne-S0 (fused) backbone' in message
+    assert 'builds a MobileOne-S0 (unfused) backbone' in message
     assert 'deploy=True' in message and '_deploy config' in message
     assert 'mobileone_s0_unfused.pth.tar' in message
 
-    with pytest.raises(UserError, match=r'builds MobileOne-S0 \(fused\).*'
+    with pytest.raises(UserError, match=r'builds a MobileOne-S0 \(fused\).*'
                        'deploy=False.*tools/reparameterize.py'):
         pretrained(root / 'mobileone_s0_unfused.pth.tar', deploy=True)
 
@@ -198,8 +198,8 @@ def test_se_weights_are_extra_for_use_se_false(tmp_path):
         torch.testing.assert_close(v, with_se.state_dict()[k].to(v.dtype))
 
     torch.save(model.state_dict(), tmp_path / 'no_se.pth')
-    with pytest.raises(UserError, match='has no SE blocks.*Fix: set '
-                       'model.backbone.use_se=False'):
+    with pytest.raises(UserError, match=r'Fix: set model.backbone.use_se=False '
+                       r'\(the file has no SE blocks\)'):
         pretrained(tmp_path / 'no_se.pth', arch=SMALL_SE)
 
 
@@ -208,11 +208,12 @@ def test_partial_and_foreign_files(ours, tmp_path):
     partial = {k: v for k, v in ref.state_dict().items()
                if not k.startswith('stage4.')}
     torch.save(partial, tmp_path / 'partial.pth')
-    with pytest.raises(UserError, match=r'no complete MobileOne checkpoint.*'
-                       r'missing from the file \(stage4\.0\.'):
+    with pytest.raises(UserError, match=r'missing from the file \(stage4\.0\..*an '
+                       r'incomplete MobileOne-S0 \(unfused\) backbone.*Fix: '
+                       r'use a complete'):
         pretrained(tmp_path / 'partial.pth')
     torch.save({'conv1.weight': torch.zeros(1)}, tmp_path / 'resnet.pth')
-    with pytest.raises(UserError, match='holds no MobileOne backbone weights'):
+    with pytest.raises(UserError, match='The file holds no MobileOne weights.*Fix: point init_cfg'):
         pretrained(tmp_path / 'resnet.pth')
     torch.save({'epoch': 3}, tmp_path / 'no_weights.pth')
     with pytest.raises(UserError, match=f'{tmp_path}/no_weights.pth: no state '
@@ -236,7 +237,7 @@ def test_train_tool_stops_on_a_wrong_variant(tmp_path, shapes_root):
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and str(tmp_path / 's1.pth') in last
-    assert 'is a MobileOne-S1 (unfused) checkpoint' in last
-    assert 'the config builds MobileOne-S0 (unfused)' in last
+    assert 'The file holds a MobileOne-S1 (unfused) backbone' in last
+    assert 'the config builds a MobileOne-S0 (unfused) backbone' in last
     assert "model.backbone.arch='s1'" in last
     assert not list((tmp_path / 'w').rglob('*.pth'))

@@ -4,7 +4,6 @@ while saving, and a corrupt image stop with one line and lose nothing."""
 import argparse
 import errno
 import json
-import os
 import shutil
 
 import pytest
@@ -13,7 +12,6 @@ from mmengine.config import DictAction
 from mmengine.fileio import LocalBackend
 
 from mobileone_mm.engine.checkpoints import DiskFullError
-from mobileone_mm.engine.launch import test as run_test
 from mobileone_mm.engine.launch import train
 from mobileone_mm.utils.errors import UserError
 
@@ -115,21 +113,54 @@ def test_disk_full_keeps_the_last_checkpoint_and_resume_continues(
     assert 'Epoch(train) [2][2/2]' in second and 'Epoch(train) [3][2/2]' in second
 
 
-def _truncate_first_image(root):
-    images = json.loads((root / 'annotations' / 'instances_train.json')
-                        .read_text())['images']
-    path = root / 'train' / images[0]['file_name']
-    path.write_bytes(path.read_bytes()[:200])
-    return path
+def _truncate(images):
+    """Cut every image to its first 200 bytes (a header, no pixels)."""
+    images = sorted(images)
+    assert images
+    for path in images:
+        path.write_bytes(path.read_bytes()[:200])
+    return images
 
 
-def test_corrupt_image_names_the_file(shapes_root, tmp_path):
-    root = tmp_path / 'data'
-    shutil.copytree(shapes_root, root)
-    bad = _truncate_first_image(root)
+def _layout(kind, tmp_path, shapes_root, seg_root, imagenet_root):
+    """``(config, options, training images)`` of a copy of the tiny data
+    set in the ``kind`` layout."""
+    from ..test_classification.test_training import S0, as_dict, data_options
+    from ..test_segmentation.test_deeplabv3 import SEG, small_options
+    from ..test_segmentation.test_deeplabv3 import shapes_options as voc_opts
+    if kind == 'coco':
+        root = tmp_path / 'coco'
+        shutil.copytree(shapes_root, root)
+        return SHAPES_CFG, options(root), (root / 'train').glob('*.jpg')
+    if kind == 'voc':
+        root = tmp_path / 'voc'
+        shutil.copytree(seg_root[0], root)
+        return (SEG / 'deeplabv3_mobileone_s0_shapes.py', as_dict(voc_opts(root)),
+                (root / 'JPEGImages').glob('train_*'))
+    if kind == 'ade':
+        root = tmp_path / 'ade'
+        shutil.copytree(seg_root[1], root)
+        return (SEG / 'deeplabv3_mobileone_s0_ade20k.py',
+                as_dict(small_options('ade20k', root)),
+                (root / 'images' / 'training').glob('*.jpg'))
+    root = tmp_path / 'imagenet'
+    shutil.copytree(imagenet_root, root)
+    return (S0, as_dict(data_options(root) + ['model.backbone.init_cfg=None']),
+            (root / 'train').rglob('*.JPEG'))
+
+
+@pytest.mark.parametrize('kind', ['coco', 'voc', 'ade', 'imagenet'])
+def test_corrupt_image_names_the_file(kind, shapes_root, seg_root,
+                                      imagenet_root, tmp_path):
+    """Tried before: a truncated JPEG in a COCO layout ended in mmcv's
+    ``AssertionError: failed to load image`` under a traceback."""
+    config, opts, images = _layout(kind, tmp_path, shapes_root, seg_root,
+                                   imagenet_root)
+    bad = _truncate(images)
     with pytest.raises(UserError) as err:
-        train(str(SHAPES_CFG), work_dir=str(tmp_path / 'work'),
-              cfg_options=options(root))
+        train(str(config), work_dir=str(tmp_path / 'work'), cfg_options=opts)
     message = str(err.value)
-    assert message.startswith(f'{bad}: cannot read this image')
+    named = message.split(': cannot read this image')[0]
+    assert named in map(str, bad), message
     assert '\n' not in message and 'Traceback' not in message
+    assert 'replace the file, or remove it' in message
