@@ -60,7 +60,7 @@ def test_build_model_strict_checkpoint(tmp_path):
                                src.stem.conv_kxk[0].conv.weight)
     wrong = tmp_path / 's0.pth'
     torch.save({'state_dict': MobileOne('s0').state_dict()}, wrong)
-    with pytest.raises(UserError, match=f'{wrong} does not fit this config'):
+    with pytest.raises(UserError, match=f'{wrong} does not fit the model of'):
         build_model(cfg, str(wrong))
     with pytest.raises(UserError, match='checkpoint not found: nope.pth'):
         build_model(cfg, 'nope.pth')

@@ -95,12 +95,19 @@ def name(arch: str, fused: bool) -> str:
 
 def task(shapes: Mapping) -> str:
     """What kind of model the weights are: detector, segmentor, classifier,
-    or a bare backbone."""
+    a bare backbone, or a model with other modules (named).
+
+    Example:
+        >>> task({'backbone.a': (1, ), 'fc.weight': (2, 1)})
+        'model (modules backbone, fc)'
+    """
     modules = {k.split('.')[0] for k in shapes}
     for module, kind in TASKS:
         if module in modules:
             return kind
-    return 'backbone'
+    if modules == {'backbone'} or 'backbone' not in modules:
+        return 'backbone'
+    return f'model (modules {", ".join(sorted(modules))})'
 
 
 def describe(shapes: Mapping) -> str:

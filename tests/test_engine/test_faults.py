@@ -3,7 +3,6 @@
 while saving, and a corrupt image stop with one line and lose nothing."""
 import argparse
 import errno
-import json
 import shutil
 
 import pytest

@@ -151,15 +151,20 @@ def checkpoints(tmp_path_factory):
 @pytest.mark.parametrize('name, extra, expected', [
     ('s2.pth', [], 'backbone.stem.conv_kxk.0.conv.weight: (64, 3, 3, 3) in '
      'the file, (48, 3, 3, 3) in the model'),
-    ('s2.pth', [], 'another variant or head (e.g. S0 weights for an S2 config)'),
-    ('fused.pth', [], 'holds a fused (re-parameterized) MobileOne and the config '
-     'builds the train-time branches: use the config with --cfg-options '
-     'model.backbone.deploy=True'),
-    ('s0.pth', ['model.backbone.deploy=True'], 'builds the fused network: use '
-     f'{SHAPES_CFG} with model.backbone.deploy=False (tools/test.py --deploy '
-     'evaluates it fused)'),
-    ('classifier.pth', [], 'another model or task (modules backbone, fc; the '
-     'config has backbone, bbox_head, neck)'),
+    ('s2.pth', [], 'The file holds a MobileOne-S2 (unfused) detector; the '
+     'config builds a MobileOne-S0 (unfused) detector. Fix: use a '
+     "MobileOne-S2 config for it (model.backbone.arch='s2'"),
+    ('fused.pth', [], 'The file holds a MobileOne-S0 (fused) detector; the '
+     'config builds a MobileOne-S0 (unfused) detector. Fix: a fused '
+     '(re-parameterized) file is for inference: build the fused network (the '
+     f'*_deploy config, or {SHAPES_CFG} with --cfg-options '
+     'model.backbone.deploy=True)'),
+    ('s0.pth', ['model.backbone.deploy=True'], 'the config builds a '
+     f'MobileOne-S0 (fused) detector. Fix: use {SHAPES_CFG} with '
+     'model.backbone.deploy=False (tools/test.py --deploy evaluates it fused)'),
+    ('classifier.pth', [], 'The file holds a MobileOne-S0 (unfused) model '
+     '(modules backbone, fc); the config builds a MobileOne-S0 (unfused) '
+     'detector. Fix: use the config the file was trained with'),
 ])
 def test_test_tool_loads_strictly(checkpoints, shapes_root, tmp_path, name,
                                   extra, expected):
