@@ -44,16 +44,18 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None,
     load a checkpoint (file or URL, read as data) strictly: one that does
     not fit (another variant, form or task) stops with the fit check's
     one line (:func:`mobileone_mm.checkpoint.fit.check_fit`)."""
+    state = None
+    if checkpoint is not None:  # read first: a bad file stops before any build
+        if not is_url(checkpoint) and not os.path.isfile(checkpoint):
+            raise UserError(f'checkpoint not found: {checkpoint}')
+        state = read_weights(checkpoint)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     try:
         model = MODELS.build(cfg.model)
     except UserError as err:  # e.g. an unknown arch, deep inside the model
         # mmengine prefixes "class `X` in FILE: " for every level it built
         raise UserError(re.sub(r'^(class `[^`]+` in [^:]+: )+', '', str(err)))
-    if checkpoint is not None:
-        if not is_url(checkpoint) and not os.path.isfile(checkpoint):
-            raise UserError(f'checkpoint not found: {checkpoint}')
-        state = read_weights(checkpoint)
+    if state is not None:
         check_fit(model.state_dict(), state, checkpoint,
                   getattr(cfg, 'filename', None) or 'the config', advice='')
         # strict after the check: only BN's num_batches_tracked may lack

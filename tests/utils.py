@@ -1,4 +1,11 @@
 """Helpers shared by the tests."""
+import contextlib
+import io
+import os
+import runpy
+import subprocess
+import sys
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -75,3 +82,40 @@ def check_outputs(reference, converted: dict, arch: str, fused: bool) -> None:
         ref = reference(x)
         out = ours_from(converted, arch, fused)(x)
     torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-7 * ref.abs().max().item())
+
+
+def run_cli(script, *args, cwd=None) -> subprocess.CompletedProcess:
+    """A tool's command line run in this process: ``sys.argv`` set, the
+    script run as ``__main__`` (its argparse, ``run_tool`` and ``sys.exit``
+    as from a shell), stdout and stderr captured. A ``sys.exit`` with a
+    message gives status 1 and the message on stderr, as Python's own exit
+    does. This saves the ~6 s of imports a subprocess pays; the tests that
+    must see a real process (signals, the interpreter's exit status and
+    output, a fresh import, environment variables) keep subprocesses.
+
+    Returns:
+        What ``subprocess.run(..., capture_output=True, text=True)`` would.
+        Any other exception propagates: for a tool that a user runs, that
+        is a traceback, and the test fails.
+    """
+    argv, here = sys.argv, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        sys.argv = [str(script), *map(str, args)]
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(script), run_name='__main__')
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+                    code = 1
+                else:
+                    code = exit_.code or 0
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+    return subprocess.CompletedProcess(sys.argv[:1] + [str(script)], code,
+                                       out.getvalue(), err.getvalue())

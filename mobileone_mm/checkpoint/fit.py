@@ -195,6 +195,42 @@ def fix(model: Mapping, file: Mapping, config: str) -> str:
             'classes?)')
 
 
+def check_values(file: Mapping, path: str, model: Optional[Mapping] = None
+                 ) -> None:
+    """Stop on weights no model should load: NaN or infinite values (a
+    diverged run), or, against ``model``'s tensors, an integer, boolean or
+    complex tensor where the model has a floating-point one.
+
+    Raises:
+        UserError: one line naming the file, how many weights and the first.
+
+    Example:
+        >>> import torch
+        >>> check_values({'w': torch.tensor([1., float('nan')])}, 'x.pth')
+        Traceback (most recent call last):
+        ...
+        mobileone_mm.utils.errors.UserError: x.pth: 1 weight is not finite (NaN or infinite; first: w): the file comes from a diverged run; use an earlier checkpoint
+    """
+    bad = [k for k, v in file.items() if isinstance(v, Tensor)
+           and v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise UserError(
+            f'{path}: {len(bad)} weight{"s are" if len(bad) > 1 else " is"} '
+            f'not finite (NaN or infinite; first: {bad[0]}): the file comes '
+            f'from a diverged run; use an earlier checkpoint')
+    if model is None:
+        return
+    kinds = [k for k, v in model.items() if isinstance(v, Tensor)
+             and v.is_floating_point() and isinstance(file.get(k), Tensor)
+             and not file[k].is_floating_point()]
+    if kinds:
+        raise UserError(
+            f'{path}: {len(kinds)} weights have a non-floating dtype where the '
+            f'model has floating-point ones (first: {kinds[0]}, '
+            f'{file[kinds[0]].dtype} in the file, {model[kinds[0]].dtype} in '
+            f'the model): it is no checkpoint of this model; use another file')
+
+
 def fit_error(path: str, what: str, model: Mapping, file: Mapping,
               config: str, mismatch=None, advice: str = '') -> str:
     """The one-line message: which keys differ, the file's variant/form/task,
@@ -211,7 +247,8 @@ def check_fit(model: Mapping, file: Mapping, path: str, config: str,
               advice: Optional[str] = None) -> List[str]:
     """Stop unless the weights ``file`` (key -> tensor or shape) load
     strictly into ``model`` (the model's state dict, or its shapes); with
-    ``partial``, warn about what will not load instead.
+    ``partial``, warn about what will not load instead. Values that no model
+    should load stop in every case (:func:`check_values`).
 
     Args:
         advice: what to add after the fix (default: the ``--partial-load``
@@ -223,6 +260,7 @@ def check_fit(model: Mapping, file: Mapping, path: str, config: str,
     Raises:
         UserError: one line (:func:`fit_error`).
     """
+    check_values(file, path, model)
     missing, unexpected, wrong = state_dict_mismatch(model, file)
     if not (missing or unexpected or wrong):
         return []

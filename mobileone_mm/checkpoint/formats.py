@@ -8,6 +8,7 @@ proves the result loads strictly into the variant its shapes describe).
 Nothing here needs the backbone class, so the backbone can use this module
 to read the files its ``Pretrained`` init is given.
 """
+import functools
 import os
 import re
 from typing import Callable, Dict, List, Optional, Tuple, Union
@@ -91,8 +92,9 @@ def unwrap(checkpoint: dict, wrappers: Tuple[str, ...] = (
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
             break
-    if not isinstance(sd, dict) or not all(
-            isinstance(v, Tensor) for v in sd.values()) or not sd:
+    if not isinstance(sd, dict) or not sd or not all(
+            isinstance(k, str) and isinstance(v, Tensor)
+            for k, v in sd.items()):
         raise ConversionError('no state dict of tensors found in the file')
     return {re.sub(r'^module\.', '', k): v for k, v in sd.items()}
 
@@ -146,6 +148,15 @@ def convert(state_dict: Dict[str, Tensor], src_format: str,
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _preset_shapes(mobileone: type, arch: str, fused: bool) -> dict:
+    """Key -> shape of a preset's state dict (built once, on the meta
+    device)."""
+    with torch.device('meta'):
+        model = mobileone(arch, deploy=fused, init_cfg=None)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 def closest_variant(backbone: Dict[str, Tensor], mobileone: type
                     ) -> Tuple[str, bool, Tuple[list, list, list]]:
     """The preset of ``mobileone`` (the backbone class) whose keys and
@@ -158,9 +169,8 @@ def closest_variant(backbone: Dict[str, Tensor], mobileone: type
     fused = is_fused(backbone)
     best = None
     for arch in mobileone.arch_settings:
-        with torch.device('meta'):
-            model = mobileone(arch, deploy=fused, init_cfg=None)
-        result = state_dict_mismatch(model.state_dict(), backbone)
+        result = state_dict_mismatch(_preset_shapes(mobileone, arch, fused),
+                                     backbone)
         score = sum(map(len, result))
         if best is None or score < best[0]:
             best = (score, arch, result)

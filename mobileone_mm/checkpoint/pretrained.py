@@ -107,6 +107,7 @@ def load_pretrained(backbone: nn.Module, path_or_url: str,
     """
     state = backbone_state_dict(path_or_url, prefix)
     own = backbone.state_dict()
+    fit.check_values(state, path_or_url, own)
     missing, _, wrong = state_dict_mismatch(own, state)
     if missing or wrong:
         raise UserError(_does_not_fit(backbone, path_or_url, state, missing,

@@ -8,7 +8,9 @@ from torch import Tensor
 
 from mobileone_mm.models.backbones.mobileone import MobileOne
 from mobileone_mm.utils.atomic import save_torch
+from mobileone_mm.utils.errors import UserError
 from mobileone_mm.version import __version__
+from .fit import check_values
 from .formats import (ConversionError, closest_variant, convert,
                       detect_format, load_file, unwrap)
 
@@ -44,6 +46,7 @@ def validate(state_dict: Dict[str, Tensor]) -> dict:
             f'({len(unexpected)}), shape mismatches {wrong[:5]} ({len(wrong)})')
     # A real strict load, not only a key/shape comparison.
     model = MobileOne(arch, deploy=fused, init_cfg=None)
+    check_values(backbone, 'the file', model.state_dict())
     model.load_state_dict(backbone, strict=True)
     num_classes = None
     if 'head.fc.weight' in state_dict:
@@ -69,10 +72,16 @@ def convert_file(src: str, dst: str,
     if os.path.exists(dst) and os.path.samefile(src, dst):
         raise ConversionError(f'refusing to overwrite the input {src}; '
                               'choose another DST')
-    state_dict = unwrap(load_file(src))
-    src_format = src_format or detect_format(state_dict)
-    converted = convert(state_dict, src_format)
-    info = validate(converted)
+    try:
+        state_dict = unwrap(load_file(src))
+        src_format = src_format or detect_format(state_dict)
+        converted = convert(state_dict, src_format)
+        check_values(converted, src)
+        info = validate(converted)
+    except UserError as err:  # every message names the file
+        if str(err).startswith(src):
+            raise
+        raise ConversionError(f'{src}: {err}') from None
     meta = dict(src=os.path.basename(src), src_format=src_format,
                 mobileone_mm_version=__version__, **info)
     save_torch(dict(state_dict=converted, meta=meta), dst)

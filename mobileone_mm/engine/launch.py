@@ -265,8 +265,6 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
                             'in the config')
         cfg.auto_scale_lr.enable = True
     state = _weights_to_train_from(cfg, resume, partial_load)
-    _fits(cfg, config, state, cfg.load_from, partial=partial_load,
-          resume=cfg.resume, allow_fused=allow_fused)
     if fused_val:
         add_fused_eval(cfg, val=True, test=True)
     use_atomic_checkpoints(cfg)
@@ -275,6 +273,8 @@ def train(config: str, work_dir: Optional[str] = None, resume=None,
                if cfg.get('val_cfg') else ('train_dataloader', ))
     if not cfg.get('resume'):
         check_pretrained(cfg)
+    _fits(cfg, config, state, cfg.load_from, partial=partial_load,
+          resume=cfg.resume, allow_fused=allow_fused)
     runner = build_runner(cfg)
     with readable_images():
         runner.train()
@@ -314,8 +314,8 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
     state = runner_state(read_checkpoint(checkpoint), checkpoint)
     if is_url(checkpoint):
         _downloaded(checkpoint, 'testing')
-    _fits(cfg, config, state, checkpoint, partial=partial_load)
     check_data(cfg, loaders=('test_dataloader', ))
+    _fits(cfg, config, state, checkpoint, partial=partial_load)
     runner = build_runner(cfg)
     os.makedirs(cfg.work_dir, exist_ok=True)
     with readable_images():

@@ -3,10 +3,7 @@
 a local HTTP server (127.0.0.1) behind each model-zoo scheme, and handed over
 by fakes of pavi's model cloud and of object storage, is refused and its
 command never runs; a data-only file behind the same URLs loads."""
-import functools
-import http.server
 import sys
-import threading
 import types
 
 import pytest
@@ -17,27 +14,7 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from mobileone_mm.checkpoint import ConversionError, loaders
 
 from ..test_security.payload import code_checkpoint
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """``(root, base_url)``: files under ``root`` served on 127.0.0.1; the
-    torch.hub cache goes to a temporary folder."""
-    root = tmp_path / 'served'
-    root.mkdir()
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
-    httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+from .http_server import server  # noqa: F401  (a fixture)
 
 
 def _files(root, marker):
