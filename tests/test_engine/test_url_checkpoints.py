@@ -2,6 +2,8 @@
 data and fit-checked before anything is built, like local files, by
 ``load_from``, ``--resume URL`` and tools/test.py; each says so in one
 ``note:`` line. (mmengine itself skipped the check for a URL ``load_from``.)"""
+import shutil
+
 import pytest
 import torch
 
@@ -15,17 +17,24 @@ from ..test_detection.test_ssdlite import SHAPES_CFG, shapes_cfg
 from .test_faults import options
 
 
+@pytest.fixture(scope='module')
+def trained(shapes_root, tmp_path_factory):
+    """One epoch of the S0 shapes detector (a checkpoint with its training
+    state)."""
+    work = tmp_path_factory.mktemp('url_source')
+    train(str(SHAPES_CFG), work_dir=str(work), cfg_options=options(shapes_root))
+    return work / 'epoch_1.pth'
+
+
 @pytest.fixture
-def served(server, shapes_root):  # noqa: F811
-    """An S0 detector checkpoint (with training state) and an S2 one on the
-    server; returns the base URL."""
+def served(server, shapes_root, trained):  # noqa: F811
+    """The trained S0 detector checkpoint and an S2 one on the server;
+    returns the base URL."""
     root, base = server
+    shutil.copy(trained, root / 's0.pth')
     cfg = shapes_cfg(shapes_root)
-    torch.manual_seed(0)
-    state = build_model(cfg).state_dict()
-    torch.save({'state_dict': state, 'meta': {'epoch': 1, 'iter': 2},
-                'message_hub': {}}, root / 's0.pth')
     cfg.model.backbone.arch = 's2'
+    torch.manual_seed(0)
     torch.save({'state_dict': build_model(cfg).state_dict()}, root / 's2.pth')
     return base
 
