@@ -1,7 +1,5 @@
 """COCO instances -> VOC semantic masks (the _coco-voc configs' extra data):
 the converter module and tools/coco_to_voc_masks.py."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -9,13 +7,13 @@ from PIL import Image
 
 from mobileone_mm.utils.errors import UserError
 
-from ..conftest import ROOT, subprocess_env
+from ..conftest import ROOT
+from ..utils import run_cli
 
 
 def run_tool(tool, *args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / 'tools' / tool),
-                           *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=subprocess_env(), timeout=600)
+    """``tools/TOOL`` through its command line, in this process."""
+    return run_cli(ROOT / 'tools' / tool, *args, cwd=cwd)
 
 
 def _coco_with_voc_names(shapes_root, tmp_path):

@@ -13,7 +13,6 @@ import collections
 import hashlib
 import io
 import json
-import os
 import random
 import struct
 import zipfile

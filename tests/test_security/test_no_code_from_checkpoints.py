@@ -1,5 +1,6 @@
-"""No code runs from a checkpoint: every tool that takes one, run as a user
-runs it, refuses a file whose unpickling would run a command, with one
+"""No code runs from a checkpoint: every tool that takes one, through its
+command line (tools/test.py as a real process, the others in this one),
+refuses a file whose unpickling would run a command, with one
 ``error:`` line naming the file, and the command never runs."""
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from mobileone_mm.apis import build_model
 
 from ..conftest import ROOT, subprocess_env
 from ..test_detection.test_ssdlite import SHAPES_CFG, shapes_cfg, shapes_options
+from ..utils import run_cli
 from .payload import code_checkpoint
 
 DEPLOY_CFG = ROOT / 'configs' / 'deploy' / 'ssdlite_onnxruntime_static-320x320.py'
@@ -74,9 +76,12 @@ def test_tool_refuses_a_checkpoint_that_runs_code(tool, tmp_path, weights,
     marker = tmp_path / 'MARKER'
     ckpt = code_checkpoint(tmp_path / 'epoch_1.pth', marker, weights)
     script, *args = TOOLS[tool](ckpt, tmp_path / 'work', shapes_root)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / script), *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, env=subprocess_env())
+    if tool == 'test':  # one as a real process, the others in this one
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / 'tools' / script), *map(str, args)],
+            capture_output=True, text=True, cwd=ROOT, env=subprocess_env())
+    else:
+        proc = run_cli(ROOT / 'tools' / script, *args, cwd=ROOT)
     assert not marker.exists(), f'{tool} ran the checkpoint\'s code'
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]

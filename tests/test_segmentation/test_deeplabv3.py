@@ -1,7 +1,5 @@
 """DeepLabV3-MobileOne configs (VOC, ADE20K, COCO+VOC, shapes) and tools."""
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,9 @@ from mobileone_mm.deploy.compare import forward_tensors
 from mobileone_mm.models import MobileOne
 from mobileone_mm.models.backbones.mobileone import SqueezeExcite
 
-from ..conftest import ROOT, subprocess_env
+from ..conftest import ROOT
 from ..utils import assert_fused_matches_branches, randomize_bn
+from ..utils import run_cli
 
 SEG = ROOT / 'configs' / 'segmentation'
 SHAPES_CFG = SEG / 'deeplabv3_mobileone_s0_shapes.py'
@@ -31,9 +30,8 @@ SMALL = 64  # px: what the tests feed the 512-px configs
 
 
 def run_tool(tool, *args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / 'tools' / tool),
-                           *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=subprocess_env(), timeout=600)
+    """``tools/TOOL`` through its command line, in this process."""
+    return run_cli(ROOT / 'tools' / tool, *args, cwd=cwd)
 
 
 def shapes_options(voc_root: Path) -> list:

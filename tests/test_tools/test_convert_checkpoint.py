@@ -1,20 +1,18 @@
 """tools/convert_checkpoint.py as a user runs it: output, exit status and
 one-line errors (the conversion itself: tests/test_checkpoint/)."""
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 from ..utils import apple_model, check_outputs
+from ..utils import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / 'tools' / 'convert_checkpoint.py'
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    return run_cli(TOOL, *args, cwd=ROOT)
 
 
 def test_apple_fused_checkpoint(tmp_path):

@@ -1,8 +1,6 @@
 """tools/mmdeploy_convert.py as a user runs it: a checkpoint that does not
 fit the model config stops before mmdeploy (which would load it partly)
 with one line naming a few keys of each kind of mismatch."""
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,17 +8,15 @@ import torch
 from mobileone_mm.apis import build_model, load_config
 from mobileone_mm.deploy import reparameterize
 
-from ..conftest import ROOT, subprocess_env
+from ..conftest import ROOT
+from ..utils import run_cli
 
 MODEL_CFG = ROOT / 'configs' / 'detection' / 'ssdlite_mobileone_s0_shapes.py'
 DEPLOY_CFG = ROOT / 'configs' / 'deploy' / 'ssdlite_onnxruntime_static-320x320.py'
 
 
 def run_tool(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'mmdeploy_convert.py'),
-         *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-        env=subprocess_env())
+    return run_cli(ROOT / 'tools' / 'mmdeploy_convert.py', *args, cwd=ROOT)
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,4 @@
 import runpy
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -12,6 +11,7 @@ from mobileone_mm.apis import build_model
 from mobileone_mm.deploy import fusion
 
 from ..utils import assert_fused_matches_branches, randomize_bn
+from ..utils import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / 'tools' / 'reparameterize.py'
@@ -71,8 +71,7 @@ def test_reparameterize_tool(task, tmp_path):
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     out = tmp_path / 'fused.pth'
-    proc = subprocess.run([sys.executable, str(TOOL), str(cfg_path), str(ckpt),
-                           str(out)], capture_output=True, text=True, cwd=ROOT)
+    proc = run_cli(TOOL, cfg_path, ckpt, out, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'max |diff|' in proc.stdout
 
@@ -84,8 +83,7 @@ def test_reparameterize_tool(task, tmp_path):
     assert_fused_matches_branches(model, fused, x)
 
     before = ckpt.read_bytes()
-    proc = subprocess.run([sys.executable, str(TOOL), str(cfg_path), str(ckpt),
-                           str(ckpt)], capture_output=True, text=True, cwd=ROOT)
+    proc = run_cli(TOOL, cfg_path, ckpt, ckpt, cwd=ROOT)
     assert proc.returncode != 0 and 'refusing to overwrite' in proc.stderr
     assert ckpt.read_bytes() == before
 
@@ -98,9 +96,7 @@ def test_wrong_variant_checkpoint_is_one_line_error(tmp_path):
     cfg.model.head.in_channels = 1280
     ckpt = tmp_path / 's1.pth'
     torch.save({'state_dict': build_model(cfg).state_dict()}, ckpt)
-    proc = subprocess.run([sys.executable, str(TOOL), str(cfg_path), str(ckpt),
-                           str(tmp_path / 'o.pth')], capture_output=True,
-                          text=True, cwd=ROOT)
+    proc = run_cli(TOOL, cfg_path, ckpt, tmp_path / 'o.pth', cwd=ROOT)
     assert proc.returncode != 0
     assert proc.stderr.startswith('error:') and 'does not fit' in proc.stderr
     assert 'Traceback' not in proc.stderr

@@ -1,6 +1,7 @@
-"""tools/train.py and tools/test.py as a user meets them, each case a
-subprocess: crash-safe training and resume, strict loading, refusal to train
-a fused network, and one line with the fix (no traceback) for misuse."""
+"""tools/train.py and tools/test.py as a user meets them, through their
+command lines (in this process; the killed run is a real process): crash-safe
+training and resume, strict loading, refusal to train a fused network, and
+one line with the fix (no traceback) for misuse."""
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from mobileone_mm.models import LinearClassifier
 
 from ..conftest import ROOT, subprocess_env
 from ..test_detection.test_ssdlite import SHAPES_CFG, shapes_options
+from ..utils import run_cli
 
 TRAIN, TEST = ROOT / 'tools' / 'train.py', ROOT / 'tools' / 'test.py'
 CLS = ROOT / 'configs' / 'classification'
@@ -31,9 +33,9 @@ def options(root, epochs=1):
 
 
 def tool(script, *args, cwd):
-    proc = subprocess.run([sys.executable, str(script), *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd,
-                          env=subprocess_env(), timeout=600)
+    """The tool's command line, in this process (``run_cli``); the killed
+    run below is the real process."""
+    proc = run_cli(script, *args, cwd=cwd)
     return proc.returncode, proc.stdout + proc.stderr
 
 
