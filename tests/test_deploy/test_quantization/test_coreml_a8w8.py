@@ -23,15 +23,26 @@ def case():
 
 
 def test_graph_quantizes_activations_and_stays_close(case):
+    """The graph quantizes every conv's output, and its output stays within
+    3 % of the output scale of the fused model's. That bound is not derived
+    (error propagation through 10 quantized layers depends on the weights):
+    it is the measured 1.2 % (2026-12-06, this model and seed) with room
+    for other CPUs' rounding; a graph that skipped the quantization would
+    be equal (checked first), a broken one far off."""
     fused, x, graph = case
     code = graph.code
     assert code.count('quantize_per_tensor') >= 10  # every conv's output
     ours, ref = graph(x)[0], forward_tensors(fused, x)[0]
     assert not torch.equal(ours, ref)
-    assert float((ours - ref).abs().max() / ref.abs().max()) < 0.1
+    assert float((ours - ref).abs().max() / ref.abs().max()) < 0.03
 
 
 def test_network_has_the_fused_models_interface(case):
+    """Predict mode gives the fused model's kind of scores. The scores are
+    softmax(logits), whose Jacobian diag(p) - p p^T has infinity norm
+    max_i 2 p_i (1 - p_i) <= 1/2, so the scores differ by at most half the
+    largest logit difference (mean value theorem): the bound is computed
+    from the two networks' logits."""
     fused, x, graph = case
     net = a8.QuantizedNetwork(graph, fused, x).eval()
     assert net.data_preprocessor is fused.data_preprocessor
@@ -40,7 +51,10 @@ def test_network_has_the_fused_models_interface(case):
     with torch.no_grad():
         ref = fused(x, [DataSample()], mode='predict')[0]
     assert ours.pred_score.shape == ref.pred_score.shape == (10, )
-    assert float((ours.pred_score - ref.pred_score).abs().max()) < 0.05
+    with torch.no_grad():
+        logits = (net(x, mode='tensor') - fused(x, mode='tensor')).abs().max()
+    assert 0 < float((ours.pred_score - ref.pred_score).abs().max()) \
+        <= 0.5 * float(logits) + 1e-6
     with pytest.raises(ValueError, match='tensor and predict'):
         net(x, mode='loss')
 

@@ -132,10 +132,31 @@ def _per_channel_max(w: np.ndarray) -> np.ndarray:
                                        ('w6c', 6), ('w4c', 4)])
 def test_decompressed_weights_within_one_quantization_step(case, name,
                                                            bits):
-    """Each compressed weight is within one step of the fp32 weight (w8: a
-    step per output channel, max|w_c| / 127; w6/w4: (max - min) /
-    (2**bits - 1) per tensor; plus float16 rounding) and takes at most
-    2**bits values (per channel for w8); smaller weights are fp16."""
+    """Each compressed weight is within half a quantization step of the fp32
+    weight, plus what float16 arithmetic adds, and takes at most 2**bits
+    values (per channel for w8 and the *c palettes); smaller weights are
+    fp16.
+
+    The bound, derived from coremltools' code (``compress_uniform`` of
+    ``palettize_weights``; ``linear_quantize_weights``), which works on the
+    program's float16 weights:
+
+    * step: w8 ``max|w_c| / 127`` per output channel (symmetric int8);
+      w6/w4 ``(max - min) / (2**bits - 1)`` over the tensor, the *c
+      palettes the same per output channel (a uniform LUT from min to max).
+    * round to nearest: ``step / 2``, if the index were computed exactly.
+      It is computed in float16: ``t = (w - min) / (max - min) * (2**b - 1)``
+      (w8: ``t = w / scale``) takes three (two) float16 roundings of
+      relative size ``2**-11`` each, an absolute error in ``t`` of at most
+      ``3 * (2**b - 1) * 2**-11`` (w8: ``2 * 127 * 2**-11``) steps, which can
+      move a weight near a midpoint to the neighbouring level.
+    * float16: the reference weights are rounded to float16 before
+      quantizing, and the LUT entries (w8: the scales) are stored in float16:
+      at most ``max|w| * 2**-11`` each, ``max|w| * 2**-10`` together.
+
+    So ``|w_q - w| <= step * (1/2 + index_error) + max|w| * 2**-10``
+    (measured, 2026-12-06: at most 0.507 steps beyond the float16 term).
+    """
     ours = _layers(case['report'][name]['path'])
     changed = 0
     for (w, b), (rw, rb) in zip(ours, case['reference']):
@@ -144,23 +165,36 @@ def test_decompressed_weights_within_one_quantization_step(case, name,
         if not _compressed(rw):
             np.testing.assert_array_equal(w, rw.astype(np.float16))
             continue
+        largest = np.abs(rw).max()
         if name == 'w8':
             step = _per_channel_max(rw) / 127
+            index_error = 2 * 127 * 2**-11
+            largest = _per_channel_max(rw)
             levels = max(len(np.unique(c)) for c in w.reshape(len(w), -1))
         elif name.endswith('c'):  # a palette per output channel
             flat = rw.reshape(len(rw), -1)
             step = ((flat.max(1) - flat.min(1)) / (2**bits - 1)).reshape(
                 (-1, ) + (1, ) * (rw.ndim - 1))
+            index_error = 3 * (2**bits - 1) * 2**-11
+            largest = _per_channel_max(rw)
             levels = max(len(np.unique(c)) for c in w.reshape(len(w), -1))
         else:
             step = (rw.max() - rw.min()) / (2**bits - 1)
+            index_error = 3 * (2**bits - 1) * 2**-11
             levels = len(np.unique(w))
-        assert np.all(np.abs(w - rw) <= step + 2e-3 * np.abs(rw).max())
+        bound = step * (0.5 + index_error) + largest * 2**-10
+        assert np.all(np.abs(w - rw) <= bound)
         assert levels <= 2**bits
         changed += not np.array_equal(w, rw.astype(np.float16))
     assert changed == sum(_compressed(rw) for rw, _ in case['reference'])
+    # relative to the layer's max|w| (the report's measure): step <=
+    # 2 max|w| / (2**b - 1) for a palette, max|w| / 127 for w8, so
     error = case['report'][name]['max_rel_weight_error']
-    assert 1e-3 < error <= 2 / (2**bits - 1)
+    if name == 'w8':
+        bound = (0.5 + 2 * 127 * 2**-11) / 127 + 2**-10
+    else:
+        bound = (1 + 2 * 3 * (2**bits - 1) * 2**-11) / (2**bits - 1) + 2**-10
+    assert 1e-3 < error <= bound
 
 
 def test_reading_equals_coremltools_decompress_weights(case, tmp_path):
@@ -200,17 +234,26 @@ def test_evaluate_gets_the_decompressed_weights(case):
 def test_metric_is_computed_from_the_loaded_model(case):
     """The metric is the evaluate of a model with the package's weights:
     recomputed independently it is the same, and the 4-bit one differs
-    from the fp16 one."""
+    from the fp16 one by no more than their outputs do. The metric here is
+    sum_o mean|o| over the outputs, and ``|mean|a| - mean|b|| <= mean|a -
+    b|`` (the triangle inequality), so the metrics of two models differ by
+    at most sum_o mean|a_o - b_o| of their outputs: a bound computed from
+    the two loaded models, with no tolerance picked by hand."""
     report, x = case['report'], case['x']
     reference = cc.bn_folded(case['fused'])
     module, error = cc.load_package_weights(reference, x,
                                             report['w4']['path'])
     assert error == report['w4']['max_rel_weight_error']
     assert _metric(module, x) == report['w4']['metric']
+    half, _ = cc.load_package_weights(cc.bn_folded(case['fused']), x,
+                                      report['fp16']['path'])
+    assert _metric(half, x) == report['fp16']['metric']
     fp16 = report['fp16']['metric']['mean_abs_output']
     w4 = report['w4']['metric']['mean_abs_output']
     assert w4 != fp16
-    assert abs(w4 - fp16) < 0.2 * abs(fp16)
+    apart = sum(float((a - b).abs().mean()) for a, b in
+                zip(forward_tensors(module, x), forward_tensors(half, x)))
+    assert 0 < abs(w4 - fp16) <= apart * (1 + 1e-5)
 
 
 def test_a8w8_is_made_in_pytorch_and_says_why(case):
@@ -219,7 +262,10 @@ def test_a8w8_is_made_in_pytorch_and_says_why(case):
     assert a8['compression']['calibration_images'] == 4
     assert a8['compression']['activation_dtype'] == 'quint8'
     assert 'int8 model that was converted' in a8['metric_source']
-    assert a8['max_rel_weight_error'] < 2 / 127
+    # int8 per output channel, symmetric, rounded to nearest in float32:
+    # half a step of max|w_c| / 127, plus float16 storage in the package
+    # (2**-11 of max|w| for the weight and for its scale)
+    assert a8['max_rel_weight_error'] <= 0.5 / 127 + 2**-10
     if platform.system() != 'Darwin':
         assert a8['coreml_route'].endswith(
             'Exception: Model prediction is only supported on macOS '
