@@ -149,7 +149,7 @@ def convert(state_dict: Dict[str, Tensor], src_format: str,
 
 
 @functools.lru_cache(maxsize=None)
-def _preset_shapes(mobileone: type, arch: str, fused: bool) -> dict:
+def preset_shapes(mobileone: type, arch: str, fused: bool) -> dict:
     """Key -> shape of a preset's state dict (built once, on the meta
     device)."""
     with torch.device('meta'):
@@ -169,7 +169,7 @@ def closest_variant(backbone: Dict[str, Tensor], mobileone: type
     fused = is_fused(backbone)
     best = None
     for arch in mobileone.arch_settings:
-        result = state_dict_mismatch(_preset_shapes(mobileone, arch, fused),
+        result = state_dict_mismatch(preset_shapes(mobileone, arch, fused),
                                      backbone)
         score = sum(map(len, result))
         if best is None or score < best[0]:

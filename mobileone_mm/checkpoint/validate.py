@@ -10,9 +10,10 @@ from mobileone_mm.models.backbones.mobileone import MobileOne
 from mobileone_mm.utils.atomic import save_torch
 from mobileone_mm.utils.errors import UserError
 from mobileone_mm.version import __version__
-from .fit import check_values
-from .formats import (ConversionError, closest_variant, convert,
-                      detect_format, load_file, unwrap)
+from .fit import check_values, describe, name
+from .mismatch import mismatch_summary
+from .formats import (ConversionError, preset_shapes, closest_variant,
+                      convert, detect_format, load_file, unwrap)
 
 
 def _backbone_part(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -38,12 +39,15 @@ def validate(state_dict: Dict[str, Tensor]) -> dict:
                               f'{other[:5]}')
     arch, fused, (missing, unexpected, wrong) = closest_variant(backbone, MobileOne)
     if missing or unexpected or wrong:
+        closest = preset_shapes(MobileOne, arch, fused)
         raise ConversionError(
-            f'does not load strictly into any MobileOne variant; closest is '
-            f'{arch} ({"fused" if fused else "unfused"}): missing keys '
-            f'{missing[:5]}{"..." if len(missing) > 5 else ""} '
-            f'({len(missing)}), unexpected keys {unexpected[:5]} '
-            f'({len(unexpected)}), shape mismatches {wrong[:5]} ({len(wrong)})')
+            f'does not fit any MobileOne variant: '
+            f'{mismatch_summary(missing, unexpected, wrong, closest, backbone)}'
+            f' against the closest, {name(arch, fused)}. The file holds '
+            f'{describe(state_dict)}. Fix: convert a complete checkpoint (all '
+            f'of the backbone\'s weights, e.g. Apple\'s '
+            f'mobileone_{arch}_unfused.pth.tar), or pass --src-format if the '
+            f'format was guessed wrong')
     # A real strict load, not only a key/shape comparison.
     model = MobileOne(arch, deploy=fused, init_cfg=None)
     check_values(backbone, 'the file', model.state_dict())

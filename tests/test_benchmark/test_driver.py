@@ -81,29 +81,29 @@ def test_format_report_prints_every_figure(quick):
 
 
 def test_isolated_and_in_process_modes(quick, tmp_path):
-    _, report = quick  # the CLI's default: one fresh process per model
-    assert report['isolate'] is True and 'own fresh process' in report['protocol']
+    _, report = quick  # --in-process: every model in this process
+    assert report['isolate'] is False and 'alternating' in report['protocol']
+    assert 'all models in one process' in report['protocol']
     threads = torch.get_num_threads()
-    try:
-        shared = run(['mobileone_s0_fused', 'mobilenet_v2_1.0'], runs=3,
-                     out_dir=str(tmp_path), threads=1, isolate=False,
+    try:  # the CLI's default: one fresh process per model
+        isolated = run(['mobileone_s0_fused', 'mobilenet_v2_1.0'], runs=3,
+                     out_dir=str(tmp_path), threads=1, isolate=True,
                      log=lambda _: None)
     finally:
         torch.set_num_threads(threads)
-    assert shared['isolate'] is False and 'alternating' in shared['protocol']
-    assert 'all models in one process' in shared['protocol']
+    assert isolated['isolate'] is True and 'own fresh process' in isolated['protocol']
     assert (tmp_path / 'benchmark.json').is_file()
-    for row in shared['models'].values():
+    for row in isolated['models'].values():
         assert set(row['latency_ms']) == {'torch', 'onnxruntime'}
         assert all(lat['runs'] == 3 for lat in row['latency_ms'].values())
     # the same models give the same params and MACs either way
-    for name in shared['models']:
-        assert shared['models'][name]['params'] == report['models'][name]['params']
-        assert shared['models'][name]['macs'] == report['models'][name]['macs']
+    for name in isolated['models']:
+        assert isolated['models'][name]['params'] == report['models'][name]['params']
+        assert isolated['models'][name]['macs'] == report['models'][name]['macs']
     # two models: too few for a correlation, reported as such
-    assert shared['spearman']['torch']['models'] == 2
-    assert 'corr' not in str(shared['spearman'])
-    assert 'ablation' not in shared
+    assert isolated['spearman']['torch']['models'] == 2
+    assert 'corr' not in str(isolated['spearman'])
+    assert 'ablation' not in isolated
 
 
 def test_unknown_model_is_a_one_line_error(tmp_path, capsys):

@@ -12,7 +12,7 @@ from ..utils import apple_model
 def test_shape_mismatch_is_reported(tmp_path):
     sd = apple_model('s0').state_dict()
     sd['stage1.0.rbr_conv.0.conv.weight'] = torch.zeros(48, 1, 5, 5)
-    with pytest.raises(ConversionError, match='shape mismatches'):
+    with pytest.raises(ConversionError, match='of another shape .*against the closest'):
         validate(convert(sd, 'apple'))
 
 
@@ -32,8 +32,11 @@ def test_incomplete_and_foreign_weights_are_refused():
     sd = {f'backbone.{k}': v for k, v in
           MobileOne('s1', init_cfg=None).state_dict().items()}
     del sd['backbone.stage4.1.conv_kxk.0.conv.weight']
-    with pytest.raises(ConversionError, match='closest is s1 .unfused.: '
-                       'missing keys .*stage4.1.conv_kxk.0.conv.weight'):
+    with pytest.raises(ConversionError, match=r'does not fit any MobileOne '
+                       r'variant: 1 missing from the file \(stage4.1.conv_kxk.0.'
+                       r'conv.weight\) against the closest, MobileOne-S1 '
+                       r'\(unfused\). The file holds an incomplete MobileOne-S1 '
+                       r'\(unfused\) backbone. Fix: convert a complete'):
         validate(sd)
     with pytest.raises(ConversionError, match='outside backbone/head'):
         validate({'neck.conv.weight': torch.zeros(1)})

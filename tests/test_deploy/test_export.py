@@ -17,6 +17,7 @@ from mobileone_mm.models import MobileOneBlock
 from mobileone_mm.utils.errors import UserError
 
 from ..conftest import ROOT, subprocess_env
+from ..utils import run_cli
 from .conftest import (CLS_S0, CLS_S4, DET_S0, DET_S1, S0_BLOCKS, S4_CONVS,
                        SEG_S0, check_latency, code_running_checkpoint,
                        trained_like_checkpoint)
@@ -32,9 +33,8 @@ DEEPLABV3_S0_CONVS = S0_BLOCKS + 7
 
 
 def run_tool(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd,
-                          env=subprocess_env())
+    """tools/deploy.py through its command line, in this process."""
+    return run_cli(TOOL, *args, cwd=cwd)
 
 
 def check_backbone_report(report, work_dir, shape, runs):
@@ -255,7 +255,10 @@ def test_bad_input_is_one_line_error(tmp_path):
     assert not (tmp_path / 'work' / 'report.json').exists()
 
     # the same through a real process: exit status and stderr
-    proc = run_tool(*cases[2][0], '--work-dir', tmp_path / 'work')
+    proc = subprocess.run([sys.executable, str(TOOL), *cases[2][0],
+                           '--work-dir', str(tmp_path / 'work')],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env=subprocess_env())
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f'error: {cases[2][1]}']
 

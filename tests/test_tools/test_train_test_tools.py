@@ -170,12 +170,16 @@ def checkpoints(tmp_path_factory):
 ])
 def test_test_tool_loads_strictly(checkpoints, shapes_root, tmp_path, name,
                                   extra, expected):
-    message = refusal(tool(
+    result = tool(
         TEST, SHAPES_CFG, checkpoints / name, '--work-dir', tmp_path / 'w',
-        '--cfg-options', *options(shapes_root), *extra, cwd=tmp_path))
+        '--cfg-options', *options(shapes_root), *extra, cwd=tmp_path)
+    message = refusal(result)
     assert message.startswith(f'{checkpoints / name} does not fit the model of '
                               f'{SHAPES_CFG}: ')
     assert expected in message
+    # checked before the runner is built: no environment and config log
+    # (~70 lines) before the one line that matters
+    assert 'mmengine - INFO' not in result[1] and not (tmp_path / 'w').exists()
 
 
 def test_partial_load_is_explicit_and_reported(checkpoints, shapes_root, tmp_path):
