@@ -45,27 +45,21 @@ def test_bad_files_and_unknown_arch(tmp_path):
     truncated = tmp_path / 'truncated.pth'
     truncated.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
     cases = {
+        # one real process per tool and kind of misuse; the same tools on
+        # hundreds of malformed files, in process: test_fuzzed_inputs.py
         'fuse broken': ['reparameterize.py', CLS, broken, tmp_path / 'a.pth'],
-        'fuse truncated': ['reparameterize.py', CLS, truncated,
-                           tmp_path / 'b.pth'],
         'fuse missing': ['reparameterize.py', CLS, tmp_path / 'none.pth',
                          tmp_path / 'c.pth'],
-        'deploy truncated': ['deploy.py', CLS, truncated, '--backends',
-                             'onnx', '--runs', '1', '--work-dir',
-                             tmp_path / 'd'],
         'deploy arch': ['deploy.py', DET, '--backends', 'onnx', '--runs', '1',
                         '--work-dir', tmp_path / 'e', *S9],
-        'convert broken': ['convert_checkpoint.py', broken, tmp_path / 'f.pth'],
         'convert truncated': ['convert_checkpoint.py', truncated,
                               tmp_path / 'g.pth'],
     }
     out = run_all(cases, tmp_path)
-    for name in ('fuse broken', 'convert broken'):
-        assert refusal(out[name]).startswith(
-            f'{broken}: cannot read as a checkpoint'), name
-    for name in ('fuse truncated', 'deploy truncated', 'convert truncated'):
-        assert refusal(out[name]).startswith(
-            f'{truncated}: cannot read as a checkpoint'), name
+    assert refusal(out['fuse broken']).startswith(
+        f'{broken}: cannot read as a checkpoint')
+    assert refusal(out['convert truncated']).startswith(
+        f'{truncated}: cannot read as a checkpoint')
     assert refusal(out['fuse missing']) == \
         f'checkpoint not found: {tmp_path / "none.pth"}'
     assert refusal(out['deploy arch']).startswith(UNKNOWN_ARCH)
