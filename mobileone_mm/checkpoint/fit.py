@@ -22,6 +22,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from torch import Tensor
 
+from mobileone_mm.registry import MODELS
 from mobileone_mm.utils.errors import UserError, warn
 from .formats import ConversionError, closest_variant, is_fused, unwrap
 from .loaders import load_any
@@ -75,11 +76,13 @@ def variant(shapes: Mapping) -> Optional[Tuple[str, bool, bool]]:
     (key -> shape or tensor) holds, under ``backbone.`` or bare; ``None``
     when it holds no MobileOne weights. ``complete``: every weight of that
     preset is there with its shape."""
-    from mobileone_mm.models.backbones.mobileone import MobileOne
+    # the class through the registry: the backbone imports this package (its
+    # Pretrained init), so this package does not import the backbone
+    mobileone = MODELS.get('MobileOne')
     backbone = {k[len('backbone.'):]: v for k, v in shapes.items()
                 if k.startswith('backbone.')} or dict(shapes)
     arch, fused, (missing, foreign, wrong) = closest_variant(backbone,
-                                                             MobileOne)
+                                                             mobileone)
     if len(foreign) == len(backbone):
         return None
     return arch, fused, not (missing or wrong)
