@@ -183,9 +183,19 @@ def check_backbones(cfg: Config, config: str, training: bool = False) -> None:
             raise UserError(_fused_training(config))
 
 
-def _downloaded(url: str, what: str) -> None:
-    note(f'{url}: downloaded (torch.hub cache, read as data) and checked '
-         f'against the model before {what}')
+def _weights_of(path: str, missing: str, before: str,
+                resume: bool = False) -> dict:
+    """The weights the runner will load from ``path`` (a file or URL, read
+    as data; with ``resume`` it must hold the training state too). A file
+    that does not exist stops with ``missing: path``; a URL is downloaded
+    and says so in one ``note:`` line (checked ``before`` what)."""
+    if not is_url(path) and not osp.isfile(path):
+        raise UserError(f'{missing}: {path}')
+    state = runner_state(read_checkpoint(path, resume=resume), path)
+    if is_url(path):
+        note(f'{path}: downloaded (torch.hub cache, read as data) and checked '
+             f'against the model before {before}')
+    return state
 
 
 def _weights_to_train_from(cfg: Config, resume: Optional[str],
@@ -210,22 +220,15 @@ def _weights_to_train_from(cfg: Config, resume: Optional[str],
         warn(f'--resume: no checkpoint in {cfg.work_dir} yet; training '
              f'starts from the beginning')
     elif resume is not None:
-        if not is_url(resume) and not osp.isfile(resume):
-            raise UserError(f'checkpoint to resume from not found: {resume}')
+        state = _weights_of(resume, 'checkpoint to resume from not found',
+                            'resuming', resume=True)
         cfg.resume, cfg.load_from = True, resume
-        state = runner_state(read_checkpoint(resume, resume=True), resume)
-        if is_url(resume):
-            _downloaded(resume, 'resuming')
         return state
     load_from = cfg.get('load_from')
     if not load_from:
         return None
-    if not is_url(load_from) and not osp.isfile(load_from):
-        raise UserError(f'load_from checkpoint not found: {load_from}')
-    state = runner_state(read_checkpoint(load_from), load_from)
-    if is_url(load_from):
-        _downloaded(load_from, 'training')
-    return state
+    return _weights_of(load_from, 'load_from checkpoint not found',
+                       'training')
 
 
 def _fits(cfg: Config, config: str, state: Optional[dict], path: str,
@@ -311,9 +314,7 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=out))
-    state = runner_state(read_checkpoint(checkpoint), checkpoint)
-    if is_url(checkpoint):
-        _downloaded(checkpoint, 'testing')
+    state = _weights_of(checkpoint, 'checkpoint not found', 'testing')
     check_data(cfg, loaders=('test_dataloader', ))
     _fits(cfg, config, state, checkpoint, partial=partial_load)
     runner = build_runner(cfg)
