@@ -198,6 +198,19 @@ def fix(model: Mapping, file: Mapping, config: str) -> str:
             'classes?)')
 
 
+def non_finite(state: Mapping) -> List[str]:
+    """The keys of ``state`` whose floating-point tensors hold a NaN or an
+    infinity (the weights of a diverged run).
+
+    Example:
+        >>> import torch
+        >>> non_finite({'a': torch.ones(2), 'b': torch.tensor([float('inf')]), 'n': torch.tensor(3)})
+        ['b']
+    """
+    return [k for k, v in state.items() if isinstance(v, Tensor)
+            and v.is_floating_point() and not bool(v.isfinite().all())]
+
+
 def check_values(file: Mapping, path: str, model: Optional[Mapping] = None
                  ) -> None:
     """Stop on weights no model should load: NaN or infinite values (a
@@ -214,8 +227,7 @@ def check_values(file: Mapping, path: str, model: Optional[Mapping] = None
         ...
         mobileone_mm.utils.errors.UserError: x.pth: 1 weight is not finite (NaN or infinite; first: w): the file comes from a diverged run; use an earlier checkpoint
     """
-    bad = [k for k, v in file.items() if isinstance(v, Tensor)
-           and v.is_floating_point() and not bool(v.isfinite().all())]
+    bad = non_finite(file)
     if bad:
         raise UserError(
             f'{path}: {len(bad)} weight{"s are" if len(bad) > 1 else " is"} '

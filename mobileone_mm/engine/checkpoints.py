@@ -12,16 +12,18 @@ from typing import List, Optional, Tuple
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
+from mmengine.model import is_model_wrapper
 
+from mobileone_mm.checkpoint.fit import non_finite
 from mobileone_mm.checkpoint.formats import ConversionError
 from mobileone_mm.checkpoint.loaders import load_any
 from mobileone_mm.registry import HOOKS
-from mobileone_mm.utils.atomic import (partial_name, remove_stale_partials,
-                                       replacing, write_text)
+from mobileone_mm.utils.atomic import (remove_stale_partials, replacing,
+                                       write_text)
 from mobileone_mm.utils.errors import UserError, warn
 
-__all__ = ['AtomicCheckpointHook', 'DiskFullError', 'find_resume_checkpoint',
-           'partial_name', 'read_checkpoint', 'replacing',
+__all__ = ['AtomicCheckpointHook', 'DiskFullError', 'diverged',
+           'find_resume_checkpoint', 'read_checkpoint', 'replacing',
            'resume_candidates', 'save_atomically', 'write_text']
 
 # The names mmengine's CheckpointHook gives by default (by epoch / by iter).
@@ -95,27 +97,34 @@ class _AtomicSaves:
         save_atomically(self.runner, out_dir, filename, *args, **kwargs)
 
 
+def diverged(where: str, what: str, last: Optional[str]) -> UserError:
+    """The one message for a run that diverged (a non-finite loss, or
+    non-finite weights about to be saved): where it stopped, what was not
+    finite, the last good checkpoint and the fix."""
+    kept = (f'the last good checkpoint is {last}' if last else
+            'no checkpoint was written yet')
+    return UserError(
+        f'training stopped at {where}: {what}; no checkpoint of this state '
+        f'was written and {kept}. Lower the learning rate '
+        f'(optim_wrapper.optimizer.lr) or clip gradients '
+        f'(optim_wrapper.clip_grad), then train again or --resume')
+
+
 def _refuse_non_finite(runner, previous: Optional[str]) -> None:
     """Stop instead of saving weights that are NaN or infinite (a diverged
     run), so that they never replace a good checkpoint."""
-    model = runner.model.module if hasattr(runner.model, 'module') \
+    model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
-    bad = [name for name, value in model.state_dict().items()
-           if value.is_floating_point() and not bool(value.isfinite().all())]
+    bad = non_finite(model.state_dict())
     if bad:
-        kept = (f'the last good checkpoint is {previous}' if previous else
-                'no checkpoint was written yet')
-        raise UserError(
-            f'training stopped at iteration {runner.iter}: {len(bad)} '
-            f'weights are not finite (first: {bad[0]}), so no checkpoint of '
-            f'them was written and {kept}. Lower the learning rate or clip '
-            f'gradients (optim_wrapper.clip_grad), then train again or '
-            f'--resume')
+        raise diverged(f'iteration {runner.iter}', f'{len(bad)} weights are '
+                       f'not finite (first: {bad[0]})', previous)
 
 
 class _DeferredRemovals:
     """The hook's file backend as mmengine's best-checkpoint code sees it:
-    ``remove`` of a file is recorded (in ``removed``) instead of done, so the previous best stays until the new best is written."""
+    ``remove`` of a file is recorded (in ``removed``) instead of done, so
+    the previous best stays until the new best is written."""
 
     def __init__(self, backend) -> None:
         self.backend = backend
@@ -140,9 +149,9 @@ class AtomicCheckpointHook(CheckpointHook):
     empty ``last_checkpoint`` or no checkpoint at all. Here each file is
     written under a temporary name in its folder and renamed into place
     (:func:`replacing`), and the oldest checkpoint is deleted only after the
-    new one and ``last_checkpoint`` are in place. (For ``best_*.pth``
-    mmengine's order stays: the previous best goes before the new one is
-    written, atomically, and the previous best goes only after it.)
+    new one and ``last_checkpoint`` are in place. For ``best_*.pth``,
+    where mmengine removes the previous best before writing the new one,
+    the removal is held back until the new best is written.
     ``.NAME.partial`` files that a kill left behind are removed when
     training starts and before each save, and a save that fills the disk
     stops training with one line (:class:`DiskFullError`).

@@ -6,7 +6,7 @@ from mmengine.model import is_model_wrapper
 
 from mobileone_mm.deploy import reparameterize
 from mobileone_mm.registry import HOOKS
-from mobileone_mm.utils.errors import UserError
+from .checkpoints import diverged
 
 
 @HOOKS.register_module()
@@ -78,12 +78,6 @@ class FiniteLossHook(Hook):
         loss = (outputs or {}).get('loss')
         if loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all()):
             return
-        last = runner.message_hub.get_info('last_ckpt')
-        kept = (f'the last good checkpoint is {last}' if last else
-                'no checkpoint was written yet')
-        raise UserError(
-            f'training stopped at iteration {runner.iter + 1} (epoch '
-            f'{runner.epoch + 1}): the loss is {float(loss)}; no checkpoint '
-            f'of this state was written and {kept}. Lower the learning rate '
-            f'(optim_wrapper.optimizer.lr) or clip gradients '
-            f'(optim_wrapper.clip_grad), then train again or --resume')
+        raise diverged(f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})',
+                       f'the loss is {float(loss)}',
+                       runner.message_hub.get_info('last_ckpt'))
