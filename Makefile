@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PY = $(shell $(PYTHON) tools/setup_env.py --print-python)
 
-.PHONY: setup demo demo-seg demo-backbone test clean
+.PHONY: setup demo demo-seg demo-backbone test docs clean
 
 # ALLOW_ENV_CHANGES=1 (`make test ALLOW_ENV_CHANGES=1`) lets setup install,
 # upgrade or downgrade packages in an activated environment that has torch;
@@ -24,9 +24,16 @@ demo-backbone: setup
 test: setup
 	@$(PY) -m pytest -q --doctest-modules mobileone_mm tests
 
+# The documentation (docs/en/, Sphinx + myst-parser) as HTML in
+# docs/en/_build/html; every warning is an error (a broken link, a page missing
+# from a toctree, a docstring of the API reference that does not parse).
+docs: setup
+	@$(PY) -m sphinx -W --keep-going -q -b html docs/en docs/en/_build/html
+	@echo "docs: docs/en/_build/html/index.html"
+
 # Removes only what the demos generated (folders holding their stamp) and
 # pytest's cache; trained models elsewhere under work_dirs/ stay.
 clean:
 	@for d in work_dirs/demo work_dirs/demo_seg data/shapes data/shapes_seg; do \
 		if [ -f $$d/.mobileone_mm-demo ]; then echo "rm -rf $$d"; rm -rf $$d; fi; done
-	rm -rf .pytest_cache
+	rm -rf .pytest_cache docs/en/_build

@@ -385,7 +385,7 @@ class Installer:
         say(f'3/{steps} mmengine, mmdet, mmsegmentation, mmpretrain, coremltools, '
             'onnx, onnxruntime, pnnx, ncnn, pycocotools, mmdeploy and '
             'mobileone_mm (editable)')
-        self.pip(*pinned, '-e', f'{ROOT}[all,tests]')
+        self.pip(*pinned, '-e', f'{ROOT}[all,tests,docs]')
         # mmdeploy's protobuf<=3.20.2 pin conflicts with onnx: no-deps (constraints.txt)
         self.pip(*pinned, '--no-deps', 'mmdeploy>=1.3.1,<1.4')
         say(f'4/{steps} checking that the stack imports together')

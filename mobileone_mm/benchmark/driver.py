@@ -39,7 +39,7 @@ def run(models: Sequence[str], runs: int, out_dir: str, input_size: int = 224,
     library's default); ``isolate``: see :func:`workers.measure_models`;
     ``int8``: also the int8 rows of the models of
     :data:`~.int8.INT8_MODELS` with ``int8_threads`` (:mod:`.int8`);
-    ``ncnn``: also the ncnn rows (:mod:`.ncnn`)."""
+    ``ncnn``: also the ncnn rows (:mod:`mobileone_mm.benchmark.ncnn`)."""
     if int8:
         check_int8(models, int8_threads)
     if ncnn:

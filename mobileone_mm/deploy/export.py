@@ -69,7 +69,7 @@ class DeployOptions:
         runs: Timed runs per backend and thread count after one warm-up
             run (paper: 1000).
         precision: Core ML compute precision, ``'fp32'`` or ``'fp16'``.
-        target: Core ML minimum deployment target, ``'iOS15'``..``'iOS18'``.
+        target: Core ML minimum deployment target, ``'iOS15'`` to ``'iOS18'``.
         compute_units: Core ML compute units for timing on macOS:
             ``'all'``, ``'cpu_and_ne'``, ``'cpu_only'``, ``'cpu_and_gpu'``.
         input_size: ``(H, W)``; default the config's input size.
@@ -288,9 +288,15 @@ def deploy(config: Union[str, Config],
             ``None``: random weights, with a warning, BN statistics
             estimated from random inputs.
         work_dir: Output folder (default ``work_dirs/deploy/<config>``).
-        backends, runs, input_size, full_model, precision, target,
-            compute_units, threads: What to export and how
-            (:class:`DeployOptions`).
+        backends: Backend names (:class:`DeployOptions` for this and the
+            next seven).
+        runs: Timed runs.
+        input_size: ``(H, W)`` to export at.
+        full_model: Also the complete model.
+        precision: Core ML precision.
+        target: Core ML deployment target.
+        compute_units: Core ML compute units (macOS).
+        threads: Thread counts to time with.
         cfg_options: Overrides merged into the config.
         verbose: Print progress to stdout and warnings to stderr.
 

@@ -219,7 +219,7 @@ def test_with_consent_setup_proceeds(tmp_path, project, consent):
     python = str(prefix / 'bin' / 'python')
     assert commands[0].startswith(f'{python} -m pip install --progress-bar off -c ')
     assert commands[0].endswith('numpy ninja wheel setuptools')  # torch is kept
-    assert any(f"-e '{project}[all,tests]'" in cmd for cmd in commands)
+    assert any(f"-e '{project}[all,tests,docs]'" in cmd for cmd in commands)
     assert not any('pip>=23' in cmd for cmd in commands)  # its pip is fine: kept
     assert snapshot(prefix) == before
 

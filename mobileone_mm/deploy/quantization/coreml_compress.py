@@ -370,10 +370,11 @@ def compress_coreml(fused: nn.Module, example: torch.Tensor, out_dir: str,
             are taken from (default: ``example`` alone).
 
     Returns:
-        ``{'fp32', 'fp16', 'w8', 'w6', 'w4', 'a8w8': {path, size_mb,
-        weight_mb, ops, max_rel_weight_error, metric, metric_source, ...},
-        'note': str}``; ``a8w8`` holds ``skipped`` instead when it could
-        not be made.
+        A dict with one entry per package (``fp32``, ``fp16``, ``w8``,
+        ``w6``, ``w4``, ``w6c``, ``w4c``, ``a8w8``), each a dict of ``path``,
+        ``size_mb``, ``weight_mb``, ``ops``, ``max_rel_weight_error``,
+        ``metric``, ``metric_source`` and more, and ``note`` (a string);
+        ``a8w8`` holds ``skipped`` instead when it could not be made.
 
     Raises:
         UserError: coremltools missing, or an output path holds something

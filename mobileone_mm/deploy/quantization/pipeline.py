@@ -6,7 +6,7 @@ from the config's own pipeline (:mod:`.calibration`), measure the per-layer
 SNR (:mod:`.error`), time fp32 against int8 side by side, optionally
 evaluate the config's test set for PyTorch, fp32 and int8 (:mod:`..evaluation`),
 add the Core ML compression section, and write ``quant_report.json``
-(:mod:`.report`). This module only orchestrates."""
+(:mod:`mobileone_mm.deploy.quantization.report`). This module only orchestrates."""
 import copy
 import os
 import os.path as osp

@@ -88,9 +88,10 @@ def quant_study(config: Union[str, Config], checkpoint: str, work_dir: str,
         verbose: Progress on stdout.
 
     Returns:
-        ``{'metric_key', 'pytorch', 'fp32', 'int8': {variant: {'metric',
-        'drop'}}, 'worst_layers', 'calibration', 'model', 'machine'}``,
-        also written to ``work_dir/quant_accuracy.json``.
+        A dict with the keys ``metric_key``, ``pytorch``, ``fp32``, ``int8``
+        (per variant a dict of ``metric`` and ``drop``), ``worst_layers``,
+        ``calibration``, ``model`` and ``machine``, also written to
+        ``work_dir/quant_accuracy.json``.
     """
     if not checkpoint:
         raise UserError('the int8 accuracy study needs a trained checkpoint '
