@@ -16,15 +16,18 @@ JOB_NAME=$2
 CONFIG=$3
 WORK_DIR=$4
 shift 4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-for var in GPUS GPUS_PER_NODE CPUS_PER_TASK; do
-    if ! [[ "${!var}" =~ ^[1-9][0-9]*$ ]]; then
-        echo "error: $var must be a positive whole number, got '${!var}'" >&2
+positive() {  # NAME: the variable must hold a positive whole number
+    if ! [[ "${!1}" =~ ^[1-9][0-9]*$ ]]; then
+        echo "error: $1 must be a positive whole number, got '${!1}'" >&2
         exit 2
     fi
-done
+}
+GPUS=${GPUS:-8}
+positive GPUS
+GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+positive GPUS_PER_NODE
+positive CPUS_PER_TASK
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # SRUN_ARGS is split into words on purpose (several srun options).
 # shellcheck disable=SC2086

@@ -4,8 +4,8 @@ threads, each exported through the deploy backends
 (:mod:`mobileone_mm.deploy.backends`) and checked against PyTorch.
 
 ncnn is built for ARM phones; on an x86 machine its figure is only a proxy
-(ncnn's own ``benchncnn`` times the exported ``.param`` on a phone: see the
-README). Per thread count, every model's three runtimes are timed in 10
+(ncnn's own ``benchncnn`` times the exported ``.param`` on a phone: see
+docs/en/user_guides/android_ncnn.md). Per thread count, every model's three runtimes are timed in 10
 alternating blocks together (:func:`~mobileone_mm.deploy.latency.
 interleaved_latency`), in this process, so the ratios compare runs taken
 side by side under the same machine load."""
@@ -80,7 +80,8 @@ def ncnn_lines(report: Dict) -> list:
     """The ncnn table: min (median) ms of each runtime per model and thread
     count, and ncnn's and ONNX Runtime's error relative to PyTorch."""
     lines = [f"ncnn rows (x86 proxy: ncnn is built for ARM; time a phone "
-             f"with benchncnn, see the README): {report['ncnn']['protocol']}",
+             f"with benchncnn, see docs/en/user_guides/android_ncnn.md): "
+             f"{report['ncnn']['protocol']}",
              f"{'model':<22}{'threads':>8}"
              + ''.join(f'{r:>18}' for r in RUNTIMES)
              + f"{'ncnn/ORT':>10}{'ncnn rel err':>14}"]

@@ -250,7 +250,7 @@ def measure_models(builders: Dict[str, Builder], input_shape: Sequence[int],
     pools, caches) changes another's time. Measured here: MobileNetV2's
     time in a shared process depended on the models timed before it
     (12-18 ms at 224x224); raising glibc malloc's mmap and trim thresholds
-    removed the difference (README, Benchmarks).
+    removed the difference (docs/en/notes/latency_study.md).
     ``isolate=False``: all models in this process: less memory and start-up
     time, but subject to the cross-model effects above.
     ``int8_threads`` (e.g. ``(1, 2)``): also quantize the models of

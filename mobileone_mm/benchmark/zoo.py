@@ -41,7 +41,7 @@ def mobileone_classifier(arch: str, fused: bool) -> nn.Module:
     """Our backbone + the linear head of Apple's classifier, in eval mode.
     The train-time network runs per branch (``branch_impl='reference'``),
     as the paper and ml-mobileone measure it; the default 'fast' eval form
-    would compute the fused kernel on the fly (README, "Training speed")."""
+    would compute the fused kernel on the fly (docs/en/advanced_guides/fast_branches.md)."""
     model = LinearClassifier(MobileOne(arch=arch, out_indices=(3, ),
                                        branch_impl='reference'))
     return (reparameterize(model) if fused else model).eval()

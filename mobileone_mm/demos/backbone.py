@@ -1,4 +1,4 @@
-"""The README's `make demo-backbone`: MobileOne S0-S4 as ml-mobileone's
+"""`make demo-backbone`: MobileOne S0-S4 as ml-mobileone's
 classifier, fused and checked, with parameters, MACs and PyTorch latency
 before and after fusion (batch 1, fp32, the paper's Sec. 3.5 protocol)."""
 from typing import Dict, List, Sequence

@@ -1,4 +1,4 @@
-"""The README's `make demo`: SSDLite-MobileOne-S0 on synthetic shapes, on CPU.
+"""`make demo`: SSDLite-MobileOne-S0 on synthetic shapes, on CPU.
 
 generate data -> train from scratch -> evaluate -> fuse -> evaluate again
 (same mAP) -> draw predictions -> export the

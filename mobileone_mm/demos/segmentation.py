@@ -1,4 +1,4 @@
-"""The README's `make demo-seg`: DeepLabV3-MobileOne-S0 on synthetic shapes,
+"""`make demo-seg`: DeepLabV3-MobileOne-S0 on synthetic shapes,
 on CPU.
 
 generate data (VOC layout) -> train from scratch -> evaluate -> evaluate the

@@ -194,7 +194,7 @@ def predict_both(deploy_cfg, model_cfg, checkpoint: Optional[str],
     given; returns both data samples (mmdet ``DetDataSample`` / mmseg
     ``SegDataSample``). Detections above both pipelines' per-level candidate
     cuts agree; mmdeploy 1.3.1 ranks a level's boxes for its cut without the
-    last class (README, "Deploying with mmdeploy")."""
+    last class (docs/en/user_guides/mmdeploy.md)."""
     require_mmdeploy()
     from mmdeploy.apis.utils import build_task_processor
     from mmdeploy.utils import get_input_shape

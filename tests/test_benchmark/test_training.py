@@ -1,5 +1,5 @@
 """The training benchmark times what it says and computes its ratios from
-the times it measured (tiny sizes: the figures belong to the README)."""
+the times it measured (tiny sizes: the figures belong to docs/en/notes/training_speed.md)."""
 import pytest
 
 from mobileone_mm.benchmark import training

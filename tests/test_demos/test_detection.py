@@ -74,7 +74,8 @@ def test_tool_refuses_a_real_data_set(tmp_path):
 
 def test_int8_step_and_summary(shapes_root, tmp_path):
     """Stage 7 on the tiny detector: an int8 model evaluated beside fp32,
-    and summary.json with exactly the fields the README names."""
+    and summary.json with exactly the fields docs/en/get_started/15_minutes.md
+    names."""
     from mobileone_mm.demos.common import write_summary
     from mobileone_mm.deploy.quantization.onnxruntime_int8 import count_quantized_ops
 
@@ -91,7 +92,7 @@ def test_int8_step_and_summary(shapes_root, tmp_path):
         quant['fp32']['pytorch_metric']['coco/bbox_mAP'], abs=1e-6)
     fused = dict(quant['fp32']['pytorch_metric'])
     summary = detection.summary_json(fused, fused, quant, 9.5, 10.0)
-    # exactly the fields the README names (write_summary adds 'machine')
+    # exactly the fields the 15-minute guide names (write_summary adds 'machine')
     assert set(summary) == {'bbox_mAP', 'latency_ms', 'unfused_form',
                             'minutes', 'yardstick_fused_s0_ms', 'goal',
                             'goal_met'}

@@ -24,7 +24,7 @@ from .conftest import (CLS_S0, CLS_S4, DET_S0, DET_S1, S0_BLOCKS, S4_CONVS,
 
 TOOL = ROOT / 'tools' / 'deploy.py'
 # The whole SSDLite-S0 without NMS: the 43 backbone convs plus the extra
-# levels' and the SSDLite head's depthwise-separable convs (README).
+# levels' and the SSDLite head's depthwise-separable convs (configs/detection/README.md).
 SSDLITE_S0_CONVS = 79
 # The whole DeepLabV3-S0 without post-processing: the 43 backbone convs plus
 # the decode head's (ASPP image pool, 1x1 and three dilated 3x3 branches,

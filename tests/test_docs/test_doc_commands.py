@@ -12,7 +12,6 @@ here without a list to keep in step.
 """
 import argparse
 import glob
-import itertools
 import re
 import runpy
 import shlex

@@ -30,7 +30,7 @@ Choices (ONNX Runtime's quantization guide, "Data type selection"):
   ``error`` accounts for the removal.
 
 Speed on x86 (ONNX Runtime 1.32, fused S0 at 224x224, measured on a 2-core
-AMD EPYC Zen 2 with AVX2 and FMA, no AVX-512 or VNNI; README, Benchmarks):
+AMD EPYC Zen 2 with AVX2 and FMA, no AVX-512 or VNNI; docs/en/notes/int8_cpu.md):
 
 - Off ARM, ONNX Runtime rewrites int8 activation Q/DQ pairs as uint8 ones
   (its ``QDQS8ToU8Transformer``; ``QDQIsInt8Allowed()`` is false) and fuses

@@ -330,7 +330,7 @@ def _fold_pays(block, count: int) -> bool:
     locations per input channel: the fold costs one conv plus a
     ``C_in x C_in`` covariance (``count * C_in^2``) and ``k`` small
     ``C_out x C_in x C_in`` products, against ``k`` convs. Measured on a
-    2-core CPU (README, "Training speed"): 3x faster at 48 channels x
+    2-core CPU (docs/en/notes/training_speed.md): 3x faster at 48 channels x
     12x32x32, 1.5x at 128 x 12x16x16, 0.84x at 256 x 12x8x8."""
     k = len(block.conv_kxk)
     return (block.kernel_size == 1 and block.groups == 1

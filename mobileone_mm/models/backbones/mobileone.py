@@ -96,7 +96,7 @@ class MobileOne(BaseModule):
             training with the branches folded or batched), ``'batched'`` or
             ``'reference'`` (per branch, as ml-mobileone). The same function,
             gradients and BN buffers either way; see
-            :class:`MobileOneBlock` and the README's "Training speed".
+            :class:`MobileOneBlock` and docs/en/advanced_guides/fast_branches.md.
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
             checkpoint='mobileone_s0.pth', prefix='backbone.')``. A
             ``Pretrained`` file may be Apple's (unfused or fused),
