@@ -6,21 +6,12 @@
 # Environment: PYTHON (default python), NNODES (1), NODE_RANK (0),
 # MASTER_ADDR (127.0.0.1), PORT (29500).
 set -euo pipefail
-usage="usage: tools/dist_train.sh CONFIG NUM_PROCS [train.py options]"
-if [ $# -lt 2 ]; then
-    echo "error: CONFIG and NUM_PROCS are required; $usage" >&2
-    exit 2
-fi
+TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
+USAGE="usage: tools/dist_train.sh CONFIG NUM_PROCS [train.py options]"
+source "$TOOLS_DIR/launch_common.sh"
+require 2 $# "CONFIG and NUM_PROCS"
 CONFIG=$1
-NPROC=$2
+NUM_PROCS=$2
 shift 2
-if ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: NUM_PROCS must be a positive whole number (processes on this node), got '$NPROC'; $usage" >&2
-    exit 2
-fi
-HERE="$(cd "$(dirname "$0")" && pwd)"
-exec "${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
-    --nproc_per_node="$NPROC" \
-    "$HERE/train.py" "$CONFIG" --launcher pytorch "$@"
+positive NUM_PROCS " (processes on this node)"
+torchrun_launch "$NUM_PROCS" train.py "$CONFIG" -- "$@"
