@@ -28,6 +28,12 @@ def add_output_args(parser, work_dir_help: str = 'where to save logs, '
     """``--work-dir`` and ``--cfg-options``, as every tool spells them."""
     parser.add_argument('--work-dir', required=work_dir_required,
                         help=work_dir_help)
+    add_cfg_options(parser)
+
+
+def add_cfg_options(parser) -> None:
+    """``--cfg-options``, for the tools that write nothing (no
+    ``--work-dir``)."""
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
 

@@ -31,3 +31,11 @@ def test_every_page_is_in_the_index():
     pages = {str(p.relative_to(DOCS)) for p in PAGES if p.name != 'index.md'}
     pages |= {str(p.relative_to(DOCS)) for p in DOCS.glob('*.rst')}
     assert pages == listed, (pages - listed, listed - pages)
+
+
+def test_the_api_reference_lists_every_module():
+    listed = set(re.findall(r'^\.\. automodule:: ([\w.]+)$', (DOCS / 'api.rst').read_text(),
+                            flags=re.M))
+    modules = {'.'.join(p.relative_to(ROOT).with_suffix('').parts)
+               for p in (ROOT / 'mobileone_mm').rglob('*.py') if p.name != '__init__.py'}
+    assert listed == modules, (modules - listed, listed - modules)

@@ -14,8 +14,7 @@ configs/*/metafile.yml) are this tool's output.
 import argparse
 
 from mobileone_mm.deploy.complexity import config_complexity
-from mobileone_mm.engine.launch import run_tool
-from mmengine.config import DictAction
+from mobileone_mm.engine.launch import add_cfg_options, run_tool
 
 
 def parse_args(argv=None):
@@ -26,8 +25,7 @@ def parse_args(argv=None):
                         "config's input size)")
     parser.add_argument('--unfused', action='store_true',
                         help='count the training-time (unfused) network')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
